@@ -1,0 +1,46 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Daphne as in production: WebSockets may stay open indefinitely (kiosks idle for hours), pings
+# every 20 s keep proxies from dropping idle sockets, and a client that does not answer pings for
+# 30 s is closed. A handshake has 10 s; the app gets 10 s to close after a disconnect.
+DAPHNE_FLAGS ?= --websocket_timeout -1 --websocket_connect_timeout 10 --ping-interval 20 --ping-timeout 30 --application-close-timeout 10
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(BIN)/.dev: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(BIN)/.runtime $@
+
+run: $(BIN)/.runtime
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v0
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py ensure_model
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/daphne -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) asgi:application
+
+test: $(BIN)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DJANGO_DEBUG=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(BIN)/.dev
+	DJANGO_DEBUG=1 $(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,27 @@
+"""The ASGI entry point: ``daphne asgi:application`` serves HTTP and WebSockets from here."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+# Django must be set up before anything imports models, so this comes before the routing import.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from live.routing import websocket_urlpatterns  # noqa: E402
+from ml_engine.registry import active_model  # noqa: E402
+
+# Follow `manage.py activate` from any process: the served version is re-checked every second.
+active_model.start_watcher(settings.MODEL_WATCH_INTERVAL)
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -1,0 +1,3 @@
+"""WebSocket URL routes, mounted by the root asgi.py."""
+
+websocket_urlpatterns = []

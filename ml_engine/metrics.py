@@ -1,0 +1,44 @@
+"""Prometheus metrics of the prediction service, exported at /metrics (one set per process)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INTERFACES = ("form", "rest", "v2", "ws")
+
+PREDICTIONS = Counter(
+    "diabetes_predictions_total",
+    "Predictions made, by the interface that asked (a batch counts each row).",
+    ["interface"],
+)
+PREDICTION_LATENCY = Histogram(
+    "diabetes_prediction_seconds",
+    "Time spent in the prediction service per call, by interface.",
+    ["interface"],
+    buckets=(0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+)
+INVALID_INPUTS = Counter(
+    "diabetes_invalid_inputs_total",
+    "Inputs refused by validation, by interface.",
+    ["interface"],
+)
+OPEN_WEBSOCKETS = Gauge(
+    "diabetes_open_websockets",
+    "WebSocket connections open on this process.",
+    ["kind"],
+)
+ACTIVE_MODEL = Gauge(
+    "diabetes_active_model_info",
+    "The model version this process serves (value 1 for the served version).",
+    ["version"],
+)
+
+for _interface in INTERFACES:
+    PREDICTIONS.labels(_interface)
+    PREDICTION_LATENCY.labels(_interface)
+    INVALID_INPUTS.labels(_interface)
+for _kind in ("live", "kiosk"):
+    OPEN_WEBSOCKETS.labels(_kind)
+
+
+def set_active_version(version: str) -> None:
+    ACTIVE_MODEL.clear()
+    ACTIVE_MODEL.labels(version).set(1)

@@ -1,0 +1,234 @@
+"""The feature schema: the single description of what the model takes as input.
+
+Everything that accepts measurements from the outside (the HTML form, the REST serializers, the
+WebSocket consumer, the V2 endpoint, the model metadata and the OpenAPI document) is generated from
+or validated by ``FEATURES`` and ``clean_features`` here, so a range or a label is changed in one
+place only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    key: str
+    label: str
+    unit: str
+    min: float
+    max: float
+    step: float
+    integer: bool
+    description: str
+    # Column name in the Pima CSV, and whether a 0 there means "not measured".
+    csv_column: str
+    zero_means_missing: bool
+
+    @property
+    def range_text(self) -> str:
+        unit = "" if self.unit in ("count", "unitless", "years") else f" {self.unit}"
+        return f"{_fmt(self.min)} to {_fmt(self.max)}{unit}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "label": self.label,
+            "unit": self.unit,
+            "min": self.min,
+            "max": self.max,
+            "step": self.step,
+            "integer": self.integer,
+            "description": self.description,
+        }
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# Hard ranges are what is physiologically possible, not what the study saw: a value outside the
+# training range is still accepted and flagged (``extrapolated:<key>``).
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        key="pregnancies",
+        label="Pregnancies",
+        unit="count",
+        min=0,
+        max=30,
+        step=1,
+        integer=True,
+        description="Number of times pregnant (0 is a real value).",
+        csv_column="Pregnancies",
+        zero_means_missing=False,
+    ),
+    Feature(
+        key="glucose",
+        label="Plasma glucose (2-h OGTT)",
+        unit="mg/dL",
+        min=20,
+        max=600,
+        step=1,
+        integer=False,
+        description="Plasma glucose two hours into an oral glucose tolerance test.",
+        csv_column="Glucose",
+        zero_means_missing=True,
+    ),
+    Feature(
+        key="blood_pressure",
+        label="Diastolic blood pressure",
+        unit="mm Hg",
+        min=20,
+        max=200,
+        step=1,
+        integer=False,
+        description="Diastolic blood pressure.",
+        csv_column="BloodPressure",
+        zero_means_missing=True,
+    ),
+    Feature(
+        key="skin_thickness",
+        label="Triceps skin-fold thickness",
+        unit="mm",
+        min=1,
+        max=120,
+        step=1,
+        integer=False,
+        description="Triceps skin-fold thickness measured with calipers.",
+        csv_column="SkinThickness",
+        zero_means_missing=True,
+    ),
+    Feature(
+        key="insulin",
+        label="2-hour serum insulin",
+        unit="µU/mL",
+        min=1,
+        max=1500,
+        step=1,
+        integer=False,
+        description="Serum insulin two hours into an oral glucose tolerance test.",
+        csv_column="Insulin",
+        zero_means_missing=True,
+    ),
+    Feature(
+        key="bmi",
+        label="Body mass index",
+        unit="kg/m²",
+        min=10,
+        max=90,
+        step=0.1,
+        integer=False,
+        description="Weight in kilograms divided by the square of height in metres.",
+        csv_column="BMI",
+        zero_means_missing=True,
+    ),
+    Feature(
+        key="diabetes_pedigree",
+        label="Diabetes pedigree function",
+        unit="unitless",
+        min=0,
+        max=5,
+        step=0.001,
+        integer=False,
+        description="Family-history score: higher when more, and closer, relatives had diabetes.",
+        csv_column="DiabetesPedigreeFunction",
+        zero_means_missing=False,
+    ),
+    Feature(
+        key="age",
+        label="Age",
+        unit="years",
+        min=18,
+        max=120,
+        step=1,
+        integer=True,
+        description="Age in whole years (the model was trained on women aged 21 and over).",
+        csv_column="Age",
+        zero_means_missing=False,
+    ),
+)
+
+FEATURE_KEYS: tuple[str, ...] = tuple(f.key for f in FEATURES)
+FEATURES_BY_KEY: dict[str, Feature] = {f.key: f for f in FEATURES}
+
+
+class FeatureValidationError(ValueError):
+    """Invalid input. ``errors`` maps a field key (or ``non_field_errors``) to messages."""
+
+    def __init__(self, errors: Mapping[str, list[str]]):
+        self.errors = {key: list(messages) for key, messages in errors.items()}
+        super().__init__("; ".join(m for ms in self.errors.values() for m in ms))
+
+
+def value_error(feature: Feature, value: Any) -> str | None:
+    """Return why ``value`` is not acceptable for ``feature``, or None when it is.
+
+    ``value`` is a JSON-decoded value (or an already-parsed form value). Strings are refused:
+    a JSON client that sends ``"120"`` has a bug worth hearing about.
+    """
+    allowed = f"{feature.label} must be a number from {feature.range_text}"
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return f"{allowed}; got {_describe(value)}."
+    if isinstance(value, float | Decimal) and not math.isfinite(value):
+        return f"{allowed}; got {value}."
+    if not feature.min <= value <= feature.max:
+        return f"{allowed}; got {_short(value)}."
+    if feature.integer and value != int(value):
+        return f"{feature.label} must be a whole number from {feature.range_text}; got {_short(value)}."
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: Any) -> str:
+    return _truncate(str(value) if isinstance(value, Decimal) else repr(value))
+
+
+def _truncate(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clean_features(raw: Any, *, allow_empty: bool = False) -> dict[str, float | None]:
+    """Validate a mapping of feature values and return it with every key present.
+
+    Absent keys and ``None`` become ``None`` (the pipeline imputes them). Unknown keys, bad values
+    and an input without a single feature raise ``FeatureValidationError`` naming every problem at
+    once. ``allow_empty`` is for merges where an all-``None`` state is meaningful.
+    """
+    if not isinstance(raw, Mapping):
+        raise FeatureValidationError({"non_field_errors": [f"Features must be an object; got {_describe(raw)}."]})
+    errors: dict[str, list[str]] = {}
+    for key in raw:
+        if key not in FEATURES_BY_KEY:
+            name = _truncate(key if isinstance(key, str) else repr(key), 40)
+            errors[name] = [f"Unknown feature {name}; expected one of: {', '.join(FEATURE_KEYS)}."]
+    cleaned: dict[str, float | None] = {}
+    for feature in FEATURES:
+        value = raw.get(feature.key)
+        if value is None:
+            cleaned[feature.key] = None
+            continue
+        problem = value_error(feature, value)
+        if problem:
+            errors[feature.key] = [problem]
+        else:
+            cleaned[feature.key] = int(value) if feature.integer else float(value)
+    if errors:
+        raise FeatureValidationError(errors)
+    if not allow_empty and all(v is None for v in cleaned.values()):
+        raise FeatureValidationError({"non_field_errors": ["Give at least one feature; missing ones are imputed."]})
+    return cleaned

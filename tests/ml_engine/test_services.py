@@ -1,0 +1,105 @@
+import pytest
+
+from ml_engine import services
+from ml_engine.registry import active_model
+from ml_engine.schema import FeatureValidationError
+
+PERSON = {
+    "pregnancies": 2,
+    "glucose": 148,
+    "blood_pressure": 72,
+    "skin_thickness": 35,
+    "insulin": 120,
+    "bmi": 33.6,
+    "diabetes_pedigree": 0.627,
+    "age": 50,
+}
+
+
+def test_prediction_has_every_contract_field(served_model):
+    p = services.predict(features=PERSON).as_dict()
+    assert set(p) == {"risk", "band", "label", "threshold", "contributions", "imputed", "warnings", "model"}
+    assert 0 <= p["risk"] <= 1
+    assert p["band"] in {"low", "moderate", "high"}
+    assert p["label"] == int(p["risk"] >= p["threshold"])
+    assert list(p["contributions"]) == list(PERSON)
+    assert p["imputed"] == [] and p["warnings"] == []
+    assert p["model"] == {"name": "diabetes", "version": served_model.version}
+
+
+def test_missing_features_are_imputed_and_listed(served_model):
+    p = services.predict(features={"glucose": 150, "age": None})
+    assert p.imputed == [
+        "pregnancies",
+        "blood_pressure",
+        "skin_thickness",
+        "insulin",
+        "bmi",
+        "diabetes_pedigree",
+        "age",
+    ]
+
+
+def test_values_outside_training_range_warn(served_model):
+    p = services.predict(features={"glucose": 400, "age": 19})
+    assert p.warnings == ["extrapolated:glucose", "extrapolated:age"]
+
+
+def test_single_and_batch_agree_and_keep_order(served_model):
+    rows = [PERSON, {"glucose": 90}, {"bmi": 45.0, "age": 60}, {"insulin": 500}]
+    batch = services.predict_many(instances=rows)
+    for row, b in zip(rows, batch, strict=True):
+        one = services.predict(features=row)
+        assert one.risk == pytest.approx(b.risk, abs=1e-12)
+        assert one.contributions == pytest.approx(b.contributions, abs=1e-12)
+        assert one.imputed == b.imputed
+
+
+def test_batch_errors_name_the_instance(served_model):
+    with pytest.raises(FeatureValidationError) as info:
+        services.predict_many(instances=[PERSON, {"glucose": "high"}, {}])
+    assert set(info.value.errors) == {"instances[1].glucose", "instances[2].non_field_errors"}
+
+
+@pytest.mark.parametrize("instances", [[], "abc", {"glucose": 1}, [PERSON] * 1001])
+def test_batch_size_and_shape_are_checked(served_model, instances):
+    with pytest.raises(FeatureValidationError) as info:
+        services.predict_many(instances=instances)
+    assert "instances" in info.value.errors
+
+
+def test_bands_follow_published_cutoffs():
+    bands = {"low": [0.0, 0.2], "moderate": [0.2, 0.5], "high": [0.5, 1.0]}
+    assert services.band_for(0.0, bands) == "low"
+    assert services.band_for(0.2, bands) == "moderate"
+    assert services.band_for(0.5, bands) == "high"
+    assert services.band_for(1.0, bands) == "high"
+
+
+def test_model_loads_once_per_process(served_model, monkeypatch):
+    from ml_engine import registry
+
+    calls = []
+    real = registry.load_version
+    monkeypatch.setattr(registry, "load_version", lambda record: calls.append(record) or real(record))
+    active_model.reset()
+    for _ in range(5):
+        services.predict(features=PERSON)
+    services.predict_many(instances=[PERSON] * 3)
+    assert len(calls) == 1
+
+
+def test_assessments_are_stored_and_purged(served_model):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ml_engine.models import Assessment
+
+    p = services.predict(features=PERSON)
+    old = services.assessment_create(prediction=p, interface="form")
+    new = services.assessment_create(prediction=p, interface="rest")
+    Assessment.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+    assert services.assessments_purge(older_than_days=30) == 1
+    assert list(Assessment.objects.values_list("pk", flat=True)) == [new.pk]
+    assert new.features == {**PERSON, "pregnancies": 2, "age": 50}

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from ml_engine import training
+from ml_engine.schema import FEATURE_KEYS
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return training.load_dataset()
+
+
+def test_dataset_matches_its_provenance(dataset):
+    assert dataset.X.shape == (768, 8)
+    assert int(dataset.y.sum()) == 268
+    assert dataset.sha256 == "bf81d06e0c0512662862248241ab46d7c29258c6ceaad32f3cab56b52a17fdab"
+
+
+def test_zeros_that_mean_missing_become_nan(dataset):
+    missing = dict(zip(FEATURE_KEYS, np.isnan(dataset.X).sum(axis=0), strict=True))
+    assert missing == {
+        "pregnancies": 0,
+        "glucose": 5,
+        "blood_pressure": 35,
+        "skin_thickness": 227,
+        "insulin": 374,
+        "bmi": 11,
+        "diabetes_pedigree": 0,
+        "age": 0,
+    }
+    # pregnancies keeps its real zeros
+    assert (dataset.X[:, 0] == 0).sum() == 111
+
+
+def test_training_is_reproducible_and_compares_candidates(dataset):
+    first = training.train(dataset, repeats=1)
+    second = training.train(dataset, repeats=1)
+    assert first.metadata["candidates"] == second.metadata["candidates"]
+    assert first.metadata["threshold"] == second.metadata["threshold"]
+    assert np.array_equal(first.pipeline.predict_proba(dataset.X), second.pipeline.predict_proba(dataset.X))
+    kinds = {name: c["additive"] for name, c in first.metadata["candidates"].items()}
+    assert kinds["logistic_spline"] and kinds["logistic"]
+    assert not kinds["random_forest"] and not kinds["gradient_boosting"]
+
+
+def test_chosen_model_is_additive_and_clears_the_floor(dataset):
+    outcome = training.train(dataset, repeats=1)
+    assert outcome.chosen.candidate.additive
+    metrics = outcome.metadata["metrics"]
+    assert metrics["roc_auc"] >= 0.83
+    assert metrics["brier"] <= 0.16
+    assert 0 < outcome.metadata["threshold"] < 1
+    assert outcome.metadata["curves"]["roc"][0] == [0.0, 0.0]
+    assert outcome.metadata["curves"]["roc"][-1] == [1.0, 1.0]
+
+
+def test_pipeline_predicts_with_missing_values(dataset):
+    outcome = training.train(dataset, repeats=1)
+    X = np.full((1, 8), np.nan)
+    X[0, 1] = 150
+    p = outcome.pipeline.predict_proba(X)[0, 1]
+    assert 0 < p < 1
+
+
+def test_expected_calibration_error():
+    y = np.array([0, 0, 1, 1])
+    assert training.expected_calibration_error(y, np.array([0.0, 0.0, 1.0, 1.0])) == 0
+    assert training.expected_calibration_error(y, np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.0)
+    assert training.expected_calibration_error(y, np.array([1.0, 1.0, 0.0, 0.0])) == pytest.approx(1.0)
+
+
+def test_extra_rows_change_the_data_hash(dataset):
+    extra = training.with_extra_rows(dataset, dataset.X[:3], dataset.y[:3])
+    assert extra.X.shape == (771, 8) and extra.extra_rows == 3
+    assert extra.sha256 != dataset.sha256
