@@ -1,0 +1,89 @@
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from ml_engine import services
+from ml_engine.models import Assessment, ModelVersion
+from ml_engine.registry import active_model
+
+PERSON = {"glucose": 150, "bmi": 31.0, "age": 45}
+
+
+@pytest.mark.django_db
+def test_train_prints_progress_and_a_metrics_table(served_model):
+    out = io.StringIO()
+    call_command("train", "--repeats", "1", "--no-activate", stdout=out)
+    text = out.getvalue()
+    assert "fold   5/5" in text
+    for name in ("logistic_spline", "logistic", "random_forest", "gradient_boosting", "roc_auc", "brier", "ece"):
+        assert name in text
+    assert "stored, not active" in text
+    # --no-activate left the served version alone
+    assert ModelVersion.objects.get(is_active=True).version == served_model.version
+
+
+def test_train_from_db_adds_recorded_outcomes(served_model):
+    for outcome in (0, 1, 1):
+        prediction = services.predict(features=PERSON)
+        assessment = services.assessment_create(prediction=prediction, interface="rest")
+        services.assessment_record_outcome(assessment_id=assessment.pk, outcome=outcome)
+    services.assessment_create(prediction=services.predict(features=PERSON), interface="rest")  # no outcome
+    out = io.StringIO()
+    call_command("train", "--repeats", "1", "--from-db", "--no-activate", stdout=out)
+    assert "Added from the database: 3 assessments with an outcome." in out.getvalue()
+    newest = ModelVersion.objects.order_by("-created_at").first()
+    assert newest.metadata["data"]["rows"] == 768 + 3
+    assert newest.metadata["data"]["extra_rows"] == 3
+    assert newest.data_sha256 != served_model.metadata["data"]["sha256"]
+
+
+def test_activate_rolls_back_and_forth_and_keeps_history(served_model):
+    call_command("train", "--repeats", "1", stdout=io.StringIO())
+    newer = ModelVersion.objects.get(is_active=True)
+    assert newer.version != served_model.version
+    assert active_model.current.version == newer.version
+    call_command("activate", served_model.version, stdout=io.StringIO())
+    assert active_model.current.version == served_model.version
+    assert services.predict(features=PERSON).model_version == served_model.version
+    history = list(newer.activations.all()) + list(
+        ModelVersion.objects.get(version=served_model.version).activations.all()
+    )
+    assert len(history) >= 2
+
+
+def test_activate_unknown_version_is_an_error(served_model):
+    with pytest.raises(CommandError, match="No model version 'nope'"):
+        call_command("activate", "nope")
+
+
+def test_activate_refuses_a_broken_artifact_and_keeps_serving(served_model, settings, tmp_path):
+    call_command("train", "--repeats", "1", "--no-activate", stdout=io.StringIO())
+    broken = ModelVersion.objects.order_by("-created_at").first()
+    (settings.MODEL_DIR / broken.artifact).write_bytes(b"garbage")
+    with pytest.raises(CommandError, match="sha256"):
+        call_command("activate", broken.version)
+    assert ModelVersion.objects.get(is_active=True).version == served_model.version
+    assert services.predict(features=PERSON).model_version == served_model.version
+
+
+def test_purge_assessments_uses_the_retention_setting(served_model, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.ASSESSMENT_RETENTION_DAYS = 10
+    prediction = services.predict(features=PERSON)
+    old, recent = (services.assessment_create(prediction=prediction, interface="form") for _ in range(2))
+    Assessment.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=11))
+    out = io.StringIO()
+    call_command("purge_assessments", stdout=out)
+    assert "Deleted 1 assessments older than 10 days." in out.getvalue()
+    assert list(Assessment.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_ensure_model_trains_only_when_needed(served_model):
+    out = io.StringIO()
+    call_command("ensure_model", stdout=out)
+    assert f"Model {served_model.version} is active." in out.getvalue()
+    assert ModelVersion.objects.count() == 1
