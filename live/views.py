@@ -1,5 +1,6 @@
 """The HTML pages: the assessment form (live with JavaScript), the result page and the model card."""
 
+from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -8,6 +9,8 @@ from ml_engine.models import ModelActivation, ModelVersion
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURES, FeatureValidationError
 from ml_engine.services import assessment_create, predict
+
+from .boards import DEFAULT_BOARD, valid_board
 
 
 @require_GET
@@ -94,3 +97,11 @@ def model_card(request):
             "activations": ModelActivation.objects.select_related("model_version")[:20],
         },
     )
+
+
+@require_GET
+def kiosk(request, board=DEFAULT_BOARD):
+    """Full-screen board of anonymous live sessions; the page fills itself over the socket."""
+    if not valid_board(board):
+        raise Http404("Board names are 1 to 50 letters, digits, hyphens or underscores.")
+    return render(request, "live/kiosk.html", {"board": board})
