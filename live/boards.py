@@ -30,7 +30,7 @@ BOARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 DEFAULT_BOARD = "lobby"
 MIN_INTERVAL = 0.2  # at most 5 publications a second per session
 HEARTBEAT_SECONDS = 5.0
-EXPIRY_SECONDS = 30.0
+EXPIRY_SECONDS = 20.0  # + one prune period: a dead session is gone within 25 s
 PRUNE_SECONDS = 5.0
 BANDS = ("low", "moderate", "high")
 

@@ -1,0 +1,34 @@
+"""Summaries used by every benchmark: medians, p99 and ratios measured in the same run."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    samples: int
+    median: float
+    p99: float
+    unit: str = "µs"
+
+    @classmethod
+    def of(cls, name: str, values: list[float], unit: str = "µs") -> Summary:
+        return cls(name, len(values), statistics.median(values), percentile(values, 99), unit)
+
+
+def fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
