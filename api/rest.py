@@ -34,6 +34,7 @@ from ml_engine.services import (
     predict_many,
 )
 
+from .schema import RequiredBodySchema
 from .serializers import ErrorsSerializer, FeaturesSerializer, InstancesField, PredictionSerializer, StrictSerializer
 
 PERSON = {
@@ -80,6 +81,8 @@ NO_MODEL = _error(
 
 class PredictApi(APIView):
     """Risk of diabetes within five years for one person (``features``) or many (``instances``)."""
+
+    schema = RequiredBodySchema()
 
     class InputSerializer(StrictSerializer):
         features = FeaturesSerializer(required=False)

@@ -81,7 +81,7 @@ class FeaturesSerializer(StrictSerializer):
     # Validated by clean_features as a whole (unknown keys, ranges, at least one value), so every
     # problem is reported at once with the schema's messages.
 
-    min_properties = 1
+    one_non_null_of = FEATURE_KEYS  # published as anyOf: the "at least one feature" rule
 
     def get_fields(self) -> dict[str, serializers.Field]:
         return {f.key: feature_field(f, required=False, allow_null=True) for f in FEATURES}
