@@ -25,8 +25,13 @@ class StrictJSONParser(BaseParser):
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
+        # DRF hands parsers the raw stream, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE: apply it here.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(raw) > limit:
+            raise exceptions.ParseError(f"The body is larger than {limit} bytes.")
         try:
-            text = stream.read().decode("utf-8")
+            text = raw.decode("utf-8")
             return json.loads(text, parse_constant=_reject_constant)
         except UnicodeDecodeError:
             raise exceptions.ParseError("The body is not UTF-8 encoded JSON.") from None

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -177,7 +179,10 @@ def model_infer(request: HttpRequest, version: str | None = None) -> HttpRespons
 
 def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
     """The JSON inference header and the binary tensor data after it (empty when there is none)."""
-    raw = request.body
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise V2Error(f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.") from None
     length_header = request.headers.get(HEADER_LENGTH)
     if length_header is None:
         head, binary = raw, b""

@@ -195,6 +195,12 @@ def test_bodies_that_are_not_json_are_400(client, served_model, raw):
     assert not Assessment.objects.exists()
 
 
+def test_a_body_past_the_upload_limit_is_400(client, served_model, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    errors = assert_errors(post_json(client, PREDICT, {"instances": [PERSON] * 20}))
+    assert errors == {"non_field_errors": ["The body is larger than 1000 bytes."]}
+
+
 def test_nan_literal_is_named(client, served_model):
     errors = assert_errors(post_json(client, PREDICT, '{"features": {"glucose": NaN}}'))
     assert "NaN is not a JSON number" in errors["non_field_errors"][0]

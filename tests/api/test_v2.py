@@ -174,6 +174,12 @@ def test_malformed_bodies_are_400(client, served_model, raw, headers):
     assert_v2_error(client.post(INFER, data=raw, content_type="application/json", **headers))
 
 
+def test_a_body_past_the_upload_limit_is_400(client, served_model, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    rows = ROWS * 10
+    assert "larger than 1000 bytes" in assert_v2_error(infer(client, request_for(rows)))
+
+
 def test_binary_size_must_match(client, served_model):
     header = json.dumps(
         {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8], "parameters": {"binary_data_size": 64}}]}
