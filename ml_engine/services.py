@@ -131,6 +131,45 @@ def predict_many(*, instances: Sequence[Any], interface: str = "rest") -> list[P
     return predictions
 
 
+def model_overview(*, history: int = 20) -> dict[str, Any]:
+    """What the active model is: schema with training ranges, metrics, threshold, bands, and the
+    stored versions and activations (newest first, at most ``history`` of each). Raises
+    ModelUnavailable when no model can serve."""
+    served = active_model.get()
+    ranges = served.training_ranges
+    meta = served.metadata
+    return {
+        "name": served.name,
+        "version": served.version,
+        "algorithm": meta.get("algorithm", ""),
+        "trained_at": meta.get("created"),
+        "threshold": served.threshold,
+        "bands": served.bands,
+        "features": [
+            {**feature.as_dict(), "train_min": ranges[feature.key][0], "train_max": ranges[feature.key][1]}
+            for feature in FEATURES
+        ],
+        "metrics": meta.get("metrics", {}),
+        "versions": [
+            {
+                "version": record.version,
+                "created": record.created_at,
+                "algorithm": record.algorithm,
+                "active": record.is_active,
+                "activated_at": record.activated_at,
+                "metrics": record.metrics,
+            }
+            for record in ModelVersion.objects.order_by("-created_at")[:history]
+        ],
+        "activations": [
+            {"version": activation.model_version.version, "activated_at": activation.activated_at}
+            for activation in ModelActivation.objects.select_related("model_version").order_by("-activated_at")[
+                :history
+            ]
+        ],
+    }
+
+
 def assessment_create(*, prediction: Prediction, interface: str) -> Assessment:
     return Assessment.objects.create(
         interface=interface,

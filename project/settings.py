@@ -139,8 +139,15 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["api.drf.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    # DRF's AnonRateThrottle, reading the rate per request; an empty API_THROTTLE_ANON turns it off.
+    "DEFAULT_THROTTLE_CLASSES": ["api.drf.AnonApiThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env.str("API_THROTTLE_ANON", default="600/minute") or None},
+    # Proxies in front of daphne whose X-Forwarded-For is trusted; 0 throttles by the peer address,
+    # so a client cannot dodge the throttle by inventing X-Forwarded-For headers.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
 
 SPECTACULAR_SETTINGS = {

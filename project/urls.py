@@ -5,5 +5,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("live.urls")),
+    path("", include("api.urls")),
     path("admin/", admin.site.urls),
 ]

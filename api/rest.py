@@ -1,0 +1,312 @@
+"""The REST API (contract §4 and §9): thin views that translate HTTP to ``ml_engine.services``.
+
+Errors all have the shape ``{"errors": {"<key>": ["message", ...]}}`` (see ``api.drf``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_serializer,
+)
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ml_engine import metrics
+from ml_engine.models import Assessment
+from ml_engine.schema import FEATURE_KEYS
+from ml_engine.services import (
+    MAX_INSTANCES,
+    assessment_create,
+    assessment_record_outcome,
+    assessments_create,
+    model_overview,
+    predict,
+    predict_many,
+)
+
+from .schema import RequiredBodySchema
+from .serializers import ErrorsSerializer, FeaturesSerializer, InstancesField, PredictionSerializer, StrictSerializer
+
+PERSON = {
+    "pregnancies": 2,
+    "glucose": 148,
+    "blood_pressure": 72,
+    "skin_thickness": 35,
+    "insulin": None,
+    "bmi": 33.6,
+    "diabetes_pedigree": 0.627,
+    "age": 50,
+}
+PREDICTION_EXAMPLE = {
+    "id": 42,
+    "risk": 0.6721,
+    "band": "high",
+    "label": 1,
+    "threshold": 0.3504,
+    "contributions": dict(
+        zip(FEATURE_KEYS, [0.08, 0.95, -0.02, 0.05, 0.0, 0.31, 0.12, 0.27], strict=True),
+    ),
+    "imputed": ["insulin"],
+    "warnings": [],
+    "model": {"name": "diabetes", "version": "20250101-120000-abc123"},
+}
+
+
+def _error(description: str, *examples: OpenApiExample) -> OpenApiResponse:
+    return OpenApiResponse(ErrorsSerializer, description=description, examples=list(examples))
+
+
+THROTTLED = _error(
+    "Too many requests from this address (API_THROTTLE_ANON); the Retry-After header says when to come back.",
+    OpenApiExample("Throttled", value={"errors": {"non_field_errors": ["Too many requests. Try again in 3 s."]}}),
+)
+NO_MODEL = _error(
+    "No model can serve (none trained yet, or the active one failed to load).",
+    OpenApiExample(
+        "No model",
+        value={"errors": {"non_field_errors": ["No model is active. Run `python manage.py train`."]}},
+    ),
+)
+
+
+class PredictApi(APIView):
+    """Risk of diabetes within five years for one person (``features``) or many (``instances``)."""
+
+    schema = RequiredBodySchema()
+
+    class InputSerializer(StrictSerializer):
+        features = FeaturesSerializer(required=False)
+        instances = InstancesField(required=False)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if ("features" in attrs) == ("instances" in attrs):
+                raise serializers.ValidationError(
+                    "Give either features (one person) or instances (a list of 1 to "
+                    f"{MAX_INSTANCES} people), not both and not neither."
+                )
+            return attrs
+
+    @extend_schema_serializer(component_name="PredictOne")
+    class OneInputSerializer(StrictSerializer):
+        """One person."""
+
+        features = FeaturesSerializer()
+
+    @extend_schema_serializer(component_name="PredictBatch")
+    class BatchInputSerializer(StrictSerializer):
+        """Several people, answered in order by one vectorised model call."""
+
+        instances = InstancesField()
+
+    OutputSerializer = PredictionSerializer
+
+    @extend_schema_serializer(component_name="PredictionBatch")
+    class BatchOutputSerializer(serializers.Serializer):
+        """One prediction per instance, in input order."""
+
+        predictions = PredictionSerializer(many=True, help_text="One prediction per instance, in input order.")
+
+    @extend_schema(
+        operation_id="predict",
+        summary="Predict the risk of diabetes",
+        description=(
+            "Send one person as `features` or up to "
+            f"{MAX_INSTANCES} as `instances` (one vectorised model call). Absent or null features are "
+            "imputed with the training median and listed in `imputed`. Each prediction is stored as an "
+            "assessment whose `id` can later receive the outcome. Errors name the field by its path in the "
+            "body (`features.glucose`, `instances[3].age`) and the allowed range."
+        ),
+        request=PolymorphicProxySerializer(
+            component_name="Predict",
+            serializers=[OneInputSerializer, BatchInputSerializer],
+            resource_type_field_name=None,
+        ),
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="PredictResponse",
+                serializers=[PredictionSerializer, BatchOutputSerializer],
+                resource_type_field_name=None,
+            ),
+            400: _error(
+                "Invalid body: not JSON, not application/json, unknown keys, or values outside the schema.",
+                OpenApiExample(
+                    "Out of range",
+                    value={
+                        "errors": {
+                            "features.glucose": [
+                                "Plasma glucose (2-h OGTT) must be a number from 20 to 600 mg/dL; got 900."
+                            ]
+                        }
+                    },
+                ),
+                OpenApiExample(
+                    "Not JSON",
+                    value={"errors": {"non_field_errors": ["The body is not valid JSON: Expecting value ..."]}},
+                ),
+            ),
+            429: THROTTLED,
+            503: NO_MODEL,
+        },
+        examples=[
+            OpenApiExample("One person", value={"features": PERSON}, request_only=True),
+            OpenApiExample(
+                "Several people",
+                value={"instances": [PERSON, {"glucose": 95, "bmi": 24.1, "age": 31}]},
+                request_only=True,
+            ),
+            OpenApiExample("One prediction", value=PREDICTION_EXAMPLE, response_only=True, status_codes=["200"]),
+            OpenApiExample(
+                "Several predictions",
+                value={"predictions": [PREDICTION_EXAMPLE, {**PREDICTION_EXAMPLE, "id": 43}]},
+                response_only=True,
+                status_codes=["200"],
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        if not serializer.is_valid():
+            metrics.INVALID_INPUTS.labels("rest").inc()
+            raise serializers.ValidationError(serializer.errors)
+        data = serializer.validated_data
+        if "features" in data:
+            prediction = predict(features=data["features"], interface="rest")
+            assessment = assessment_create(prediction=prediction, interface="rest")
+            return Response({"id": assessment.pk, **prediction.as_dict()})
+        predictions = predict_many(instances=data["instances"], interface="rest")
+        assessments = assessments_create(predictions=predictions, interface="rest")
+        return Response(
+            {
+                "predictions": [
+                    {"id": assessment.pk, **prediction.as_dict()}
+                    for assessment, prediction in zip(assessments, predictions, strict=True)
+                ]
+            }
+        )
+
+
+class ModelApi(APIView):
+    """The served model: schema with training ranges, metrics, threshold, bands and versions."""
+
+    @extend_schema_serializer(component_name="ModelInfo")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="ModelFeature")
+        class FeatureSerializer(serializers.Serializer):
+            key = serializers.CharField()
+            label = serializers.CharField()
+            unit = serializers.CharField()
+            min = serializers.FloatField(help_text="Lowest accepted value.")
+            max = serializers.FloatField(help_text="Highest accepted value.")
+            step = serializers.FloatField()
+            integer = serializers.BooleanField()
+            train_min = serializers.FloatField(help_text="Lowest value in the training data.")
+            train_max = serializers.FloatField(help_text="Highest value in the training data.")
+            description = serializers.CharField()
+
+        @extend_schema_serializer(component_name="ModelVersion")
+        class VersionSerializer(serializers.Serializer):
+            version = serializers.CharField()
+            created = serializers.DateTimeField()
+            algorithm = serializers.CharField()
+            active = serializers.BooleanField()
+            activated_at = serializers.DateTimeField(allow_null=True)
+            metrics = serializers.DictField(child=serializers.FloatField())
+
+        @extend_schema_serializer(component_name="ModelActivation")
+        class ActivationSerializer(serializers.Serializer):
+            version = serializers.CharField()
+            activated_at = serializers.DateTimeField()
+
+        name = serializers.CharField()
+        version = serializers.CharField()
+        algorithm = serializers.CharField()
+        trained_at = serializers.DateTimeField(allow_null=True)
+        threshold = serializers.FloatField(help_text="Risk at or above which label is 1.")
+        bands = serializers.DictField(
+            child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2),
+            help_text="Band name to [low, high) risk.",
+        )
+        features = FeatureSerializer(many=True)
+        metrics = serializers.DictField(
+            child=serializers.FloatField(), help_text="Cross-validated roc_auc, brier, accuracy, ece (mean and _std)."
+        )
+        versions = VersionSerializer(many=True, help_text="Stored versions, newest first (at most 20).")
+        activations = ActivationSerializer(many=True, help_text="Activation history, newest first (at most 20).")
+
+    @extend_schema(
+        operation_id="model",
+        summary="Describe the served model",
+        responses={200: OutputSerializer, 429: THROTTLED, 503: NO_MODEL},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(model_overview()).data)
+
+
+class AssessmentOutcomeApi(APIView):
+    """Record what happened to an assessed person: 0 (no diabetes) or 1 (diabetes)."""
+
+    @extend_schema_serializer(component_name="Outcome")
+    class InputSerializer(StrictSerializer):
+        """What happened to the person: 0 (no diabetes) or 1 (diabetes), as a JSON number."""
+
+        class OutcomeField(serializers.IntegerField):
+            def to_internal_value(self, data: Any) -> int:
+                if isinstance(data, bool) or not isinstance(data, int) or data not in (0, 1):
+                    raise serializers.ValidationError("Outcome must be 0 (no diabetes) or 1 (diabetes), as a number.")
+                return data
+
+        outcome = OutcomeField(min_value=0, max_value=1, help_text="0: no diabetes, 1: diabetes.")
+
+    @extend_schema_serializer(component_name="AssessmentOutcome")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        outcome = serializers.IntegerField(min_value=0, max_value=1)
+        outcome_recorded_at = serializers.DateTimeField()
+
+    @extend_schema(
+        operation_id="assessment_outcome",
+        summary="Record the outcome of an assessment",
+        parameters=[OpenApiParameter("assessment_id", int, OpenApiParameter.PATH, description="The assessment's id.")],
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            400: _error(
+                'The body is not {"outcome": 0} or {"outcome": 1}.',
+                OpenApiExample(
+                    "Not 0 or 1",
+                    value={"errors": {"outcome": ["Outcome must be 0 (no diabetes) or 1 (diabetes), as a number."]}},
+                ),
+            ),
+            404: _error(
+                "No assessment has this id.",
+                OpenApiExample("Unknown id", value={"errors": {"non_field_errors": ["No assessment 42."]}}),
+            ),
+            429: THROTTLED,
+        },
+    )
+    def post(self, request: Request, assessment_id: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        pk = _positive_id(assessment_id)
+        try:
+            assessment = assessment_record_outcome(assessment_id=pk, outcome=serializer.validated_data["outcome"])
+        except Assessment.DoesNotExist:
+            raise NotFound(f"No assessment {pk}.") from None
+        return Response(self.OutputSerializer(assessment).data)
+
+
+def _positive_id(raw: str) -> int:
+    """A database id from the path; anything that cannot be one (and ids past 64 bits) is a 404."""
+    if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63:
+        return int(raw)
+    raise NotFound(f"No assessment {raw[:24]}.")

@@ -1,0 +1,36 @@
+"""OpenAPI (drf-spectacular) extensions, registered when the app is ready."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
+
+
+class StrictSerializerExtension(OpenApiSerializerExtension):
+    """Publish serializers that refuse unknown keys as ``additionalProperties: false``, and those
+    that need at least one non-null field (``one_non_null_of``) with the matching ``anyOf``."""
+
+    target_class = "api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        keys = getattr(self.target, "one_non_null_of", ())
+        if keys:
+            properties = schema["properties"]
+            schema["minProperties"] = 1
+            schema["anyOf"] = [
+                {"required": [key], "properties": {key: {"type": properties[key]["type"]}}} for key in keys
+            ]
+        return schema
+
+
+class RequiredBodySchema(AutoSchema):
+    """For views whose body is a oneOf (no ``required`` list of its own): the body is required."""
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body:
+            body["required"] = True
+        return body

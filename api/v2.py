@@ -1,0 +1,320 @@
+"""The Open Inference Protocol (KServe V2) over HTTP (contract §5).
+
+One model, ``diabetes``: input tensor ``features`` (FP64 or FP32, shape ``[N, 8]``, columns in
+``FEATURE_KEYS`` order, no missing values), outputs ``risk`` (FP64, ``[N]``) and ``label`` (INT64,
+``[N]``). The numbers are those of ``ml_engine.services.predict_many`` (one vectorised call); V2
+predictions are not stored. Tensor data may be JSON (flat row-major or nested) or use the binary
+tensor data extension (``Inference-Header-Content-Length``), which tritonclient uses by default.
+Every error is ``{"error": "..."}`` with status 400 (404 for an unknown model, 503 without a model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ml_engine.registry import ModelUnavailable, active_model
+from ml_engine.schema import FEATURE_KEYS, FEATURES, value_error
+from ml_engine.services import MAX_INSTANCES, predict_many
+
+MODEL_NAME = "diabetes"
+SERVER_NAME = "diabetes-risk"
+SERVER_VERSION = "1.0.0"
+INPUT_NAME = "features"
+INPUT_DTYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+OUTPUTS = {"risk": ("FP64", np.dtype("<f8")), "label": ("INT64", np.dtype("<i8"))}
+HEADER_LENGTH = "Inference-Header-Content-Length"
+COLUMNS = len(FEATURE_KEYS)
+
+
+class V2Error(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _error(message: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def v2_view(*methods: str) -> Callable:
+    """Allow only ``methods``; turn V2Error and a missing model into the protocol's error shape."""
+
+    def decorate(view: Callable) -> Callable:
+        @csrf_exempt
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                response = _error(f"Method {request.method} is not allowed here; use {' or '.join(methods)}.", 405)
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except V2Error as exc:
+                return _error(exc.message, exc.status)
+            except ModelUnavailable as exc:
+                return _error(str(exc), 503)
+
+        wrapped.__name__ = view.__name__
+        wrapped.__doc__ = view.__doc__
+        return wrapped
+
+    return decorate
+
+
+def _served_version(version: str | None) -> str:
+    served = active_model.get()
+    if version is not None and version != served.version:
+        raise V2Error(
+            f"Model {MODEL_NAME} version {version[:64]} is not served; the served version is {served.version}.", 404
+        )
+    return served.version
+
+
+@v2_view("GET")
+def server_metadata(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]})
+
+
+@v2_view("GET")
+def server_live(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"live": True})
+
+
+@v2_view("GET")
+def server_ready(request: HttpRequest) -> JsonResponse:
+    try:
+        active_model.get()
+    except ModelUnavailable as exc:
+        return JsonResponse({"ready": False, "error": str(exc)}, status=503)
+    return JsonResponse({"ready": True})
+
+
+@v2_view("GET")
+def model_metadata(request: HttpRequest, version: str | None = None) -> JsonResponse:
+    served_version = _served_version(version)
+    return JsonResponse(
+        {
+            "name": MODEL_NAME,
+            "versions": [served_version],
+            "platform": "scikit-learn",
+            "inputs": [
+                {
+                    "name": INPUT_NAME,
+                    "datatype": "FP64",
+                    "shape": [-1, COLUMNS],
+                    "parameters": {
+                        "columns": list(FEATURE_KEYS),
+                        "ranges": {f.key: [f.min, f.max] for f in FEATURES},
+                        "accepted_datatypes": list(INPUT_DTYPES),
+                        "max_rows": MAX_INSTANCES,
+                    },
+                }
+            ],
+            "outputs": [{"name": name, "datatype": dtype, "shape": [-1]} for name, (dtype, _) in OUTPUTS.items()],
+        }
+    )
+
+
+@v2_view("GET")
+def model_ready(request: HttpRequest, version: str | None = None) -> JsonResponse:
+    try:
+        served_version = _served_version(version)
+    except ModelUnavailable as exc:
+        return JsonResponse({"name": MODEL_NAME, "ready": False, "error": str(exc)}, status=503)
+    return JsonResponse({"name": MODEL_NAME, "version": served_version, "ready": True})
+
+
+@v2_view("GET", "POST")
+def unknown_model(request: HttpRequest, name: str, rest: str = "") -> JsonResponse:
+    return _error(f"Unknown model {name[:64]!r}; this server serves {MODEL_NAME!r}.", 404)
+
+
+@v2_view("POST")
+def model_infer(request: HttpRequest, version: str | None = None) -> HttpResponse:
+    """Risks and labels for the rows of the ``features`` tensor."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise V2Error(f"Content-Encoding {encoding[:32]} is not supported; send the body uncompressed.")
+    header, binary = _split_body(request)
+    served_version = _served_version(version)
+    rows, tensor_datatype = _features_tensor(header, binary)
+    wanted = _requested_outputs(header)
+    predictions = predict_many(instances=[dict(zip(FEATURE_KEYS, row, strict=True)) for row in rows], interface="v2")
+    values = {
+        "risk": np.array([p.risk for p in predictions], dtype=OUTPUTS["risk"][1]),
+        "label": np.array([p.label for p in predictions], dtype=OUTPUTS["label"][1]),
+    }
+    outputs, blobs = [], []
+    for name, as_binary in wanted:
+        datatype, dtype = OUTPUTS[name]
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [len(predictions)]}
+        if as_binary:
+            blob = values[name].astype(dtype, copy=False).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = values[name].tolist()
+        outputs.append(tensor)
+    body: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": served_version}
+    if "id" in header:
+        body["id"] = header["id"]
+    body["parameters"] = {"input_datatype": tensor_datatype}
+    body["outputs"] = outputs
+    if not blobs:
+        return JsonResponse(body)
+    head = json.dumps(body).encode()
+    response = HttpResponse(head + b"".join(blobs), content_type="application/octet-stream")
+    response[HEADER_LENGTH] = str(len(head))
+    return response
+
+
+def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
+    """The JSON inference header and the binary tensor data after it (empty when there is none)."""
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise V2Error(f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.") from None
+    length_header = request.headers.get(HEADER_LENGTH)
+    if length_header is None:
+        head, binary = raw, b""
+    else:
+        if not length_header.strip().isdigit() or int(length_header) > len(raw):
+            raise V2Error(f"{HEADER_LENGTH} must be the length of the JSON header within the body.")
+        length = int(length_header)
+        head, binary = raw[:length], raw[length:]
+    try:
+        header = json.loads(head.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise V2Error(f"The inference request is not valid JSON: {str(exc)[:120]}.") from None
+    if not isinstance(header, dict):
+        raise V2Error("The inference request must be a JSON object with an inputs list.")
+    if "id" in header and not isinstance(header["id"], str):
+        raise V2Error("id must be a string.")
+    return header, binary
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _features_tensor(header: dict[str, Any], binary: bytes) -> tuple[list[list[float]], str]:
+    inputs = header.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise V2Error(f"inputs must be a list holding exactly one tensor, {INPUT_NAME!r}.")
+    tensor = inputs[0]
+    if tensor.get("name") != INPUT_NAME:
+        raise V2Error(f"Unknown input {str(tensor.get('name'))[:40]!r}; the only input is {INPUT_NAME!r}.")
+    datatype = tensor.get("datatype")
+    if datatype not in INPUT_DTYPES:
+        raise V2Error(f"{INPUT_NAME} datatype must be FP64 or FP32; got {str(datatype)[:16]}.")
+    shape = tensor.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or shape[1] != COLUMNS
+        or not 1 <= shape[0] <= MAX_INSTANCES
+    ):
+        raise V2Error(
+            f"{INPUT_NAME} shape must be [N, {COLUMNS}] with N from 1 to {MAX_INSTANCES} "
+            f"(columns: {', '.join(FEATURE_KEYS)}); got {str(shape)[:40]}."
+        )
+    n = shape[0]
+    parameters = tensor.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise V2Error(f"{INPUT_NAME} parameters must be an object.")
+    if "binary_data_size" in parameters:
+        values = _binary_values(parameters["binary_data_size"], binary, INPUT_DTYPES[datatype], n)
+        if "data" in tensor:
+            raise V2Error(f"{INPUT_NAME} has both data and binary_data_size; send one.")
+    else:
+        if binary:
+            raise V2Error("Binary data was sent but no input declares binary_data_size.")
+        if "data" not in tensor:
+            raise V2Error(f"{INPUT_NAME} has no data.")
+        values = _json_values(tensor["data"], n)
+    rows = [values[i * COLUMNS : (i + 1) * COLUMNS] for i in range(n)]
+    problems = []
+    for i, row in enumerate(rows):
+        for column, (feature, value) in enumerate(zip(FEATURES, row, strict=True)):
+            problem = _value_problem(feature, value)
+            if problem:
+                problems.append(f"{INPUT_NAME}[{i}, {column}] ({feature.key}): {problem}")
+        if len(problems) >= 10:
+            break
+    if problems:
+        raise V2Error("; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else ""))
+    if datatype == "FP32" and "binary_data_size" not in parameters:
+        # JSON numbers of an FP32 tensor mean what the same binary tensor would: round to float32.
+        rows = [[float(np.float32(v)) for v in row] for row in rows]
+    return rows, datatype
+
+
+def _value_problem(feature, value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (
+            f"{feature.label} is missing; V2 needs every value "
+            f"({feature.range_text}); the REST API imputes missing ones."
+        )
+    return value_error(feature, value)
+
+
+def _binary_values(size: Any, binary: bytes, dtype: np.dtype, n: int) -> list[float]:
+    expected = n * COLUMNS * dtype.itemsize
+    if not isinstance(size, int) or isinstance(size, bool) or size != expected or len(binary) != expected:
+        raise V2Error(
+            f"{INPUT_NAME} binary_data_size must be {expected} bytes for shape [{n}, {COLUMNS}] "
+            f"and match the binary data sent ({len(binary)} bytes)."
+        )
+    return [float(v) for v in np.frombuffer(binary, dtype=dtype)]
+
+
+def _json_values(data: Any, n: int) -> list[Any]:
+    """Row-major values from flat data (length N*8) or nested data ([N][8])."""
+    if not isinstance(data, list):
+        raise V2Error(f"{INPUT_NAME} data must be a list.")
+    if len(data) == n * COLUMNS and not any(isinstance(v, list) for v in data):
+        return data
+    if len(data) == n and all(isinstance(row, list) and len(row) == COLUMNS for row in data):
+        flat = [v for row in data for v in row]
+        if not any(isinstance(v, list) for v in flat):
+            return flat
+    raise V2Error(
+        f"{INPUT_NAME} data must hold {n * COLUMNS} numbers for shape [{n}, {COLUMNS}], "
+        f"flat (row-major) or as {n} rows of {COLUMNS}."
+    )
+
+
+def _requested_outputs(header: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(output name, as binary) in the order asked for; both outputs when none are named."""
+    parameters = header.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise V2Error("parameters must be an object.")
+    default_binary = parameters.get("binary_data_output") is True
+    requested = header.get("outputs")
+    if requested is None:
+        return [(name, default_binary) for name in OUTPUTS]
+    if not isinstance(requested, list) or not requested:
+        raise V2Error(f"outputs must be a non-empty list of {', '.join(OUTPUTS)}.")
+    wanted: list[tuple[str, bool]] = []
+    for output in requested:
+        name = output.get("name") if isinstance(output, dict) else None
+        if name not in OUTPUTS:
+            raise V2Error(f"Unknown output {str(name)[:40]!r}; the outputs are {', '.join(OUTPUTS)}.")
+        if any(name == seen for seen, _ in wanted):
+            raise V2Error(f"Output {name} is requested twice.")
+        output_parameters = output.get("parameters") or {}
+        if not isinstance(output_parameters, dict):
+            raise V2Error(f"Output {name} parameters must be an object.")
+        as_binary = output_parameters.get("binary_data", default_binary) is True
+        wanted.append((name, as_binary))
+    return wanted

@@ -1,0 +1,11 @@
+import pytest
+from django.core.cache import cache
+
+
+@pytest.fixture(autouse=True)
+def no_throttling(settings):
+    """API tests are never throttled by accident; test_rest proves the throttle on its own."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None}}
+    cache.clear()
+    yield
+    cache.clear()
