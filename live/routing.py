@@ -1,3 +1,9 @@
-"""WebSocket URL routes, mounted by the root asgi.py."""
+"""WebSocket URL routes, mounted by the root asgi.py (behind AllowedHostsOriginValidator)."""
 
-websocket_urlpatterns = []
+from django.urls import path
+
+from .consumers import LivePredictConsumer
+
+websocket_urlpatterns = [
+    path("ws/predict/", LivePredictConsumer.as_asgi(), name="ws-predict"),
+]
