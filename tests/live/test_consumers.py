@@ -221,6 +221,25 @@ async def test_a_frame_over_64_kib_closes_with_1009(served_model, frame):
     await ws.disconnect(code=1009)
 
 
+async def test_a_big_frame_still_closes_where_the_server_refuses_1009_from_applications(served_model):
+    """Autobahn (daphne) lets applications close only with 1000 or 3000-4999."""
+
+    async def autobahn_like(scope, receive, send):
+        async def strict_send(message):
+            if message["type"] == "websocket.close" and message.get("code") not in (None, 1000, *range(3000, 5000)):
+                raise Exception(f"invalid close code {message['code']}")
+            await send(message)
+
+        await application(scope, receive, strict_send)
+
+    ws = WebsocketCommunicator(autobahn_like, "/ws/predict/")
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    await ws.send_to(text_data="x" * (64 * 1024 + 1))
+    closed = await ws.receive_output(timeout=TIMEOUT)
+    assert closed["type"] == "websocket.close" and closed["code"] == 4009
+    await ws.disconnect(code=4009)
+
+
 async def test_a_binary_frame_over_64_kib_closes_with_1009(served_model):
     ws = await open_socket()
     await ws.send_to(bytes_data=b"\0" * (64 * 1024 + 1))
