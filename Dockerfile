@@ -22,6 +22,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
 ENTRYPOINT ["sh", "docker/entrypoint.sh"]
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket_timeout", "-1", "--websocket_connect_timeout", "10", \
-     "--ping-interval", "20", "--ping-timeout", "30", "--application-close-timeout", "10", "--proxy-headers", \
-     "asgi:application"]
+# `python -m project.serve` is daphne with 1009 closes for oversized frames (project/serve.py).
+CMD ["python", "-m", "project.serve", "-b", "0.0.0.0", "-p", "8000", "--websocket_timeout", "-1", \
+     "--websocket_connect_timeout", "10", "--ping-interval", "20", "--ping-timeout", "30", \
+     "--application-close-timeout", "10", "--websocket-max-message-size", "65536", \
+     "--websocket-max-frame-size", "65536", "--proxy-headers", "asgi:application"]

@@ -6,8 +6,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Daphne as in production: WebSockets may stay open indefinitely (kiosks idle for hours), pings
 # every 20 s keep proxies from dropping idle sockets, and a client that does not answer pings for
-# 30 s is closed. A handshake has 10 s; the app gets 10 s to close after a disconnect.
-DAPHNE_FLAGS ?= --websocket_timeout -1 --websocket_connect_timeout 10 --ping-interval 20 --ping-timeout 30 --application-close-timeout 10
+# 30 s is closed. A handshake has 10 s; the app gets 10 s to close after a disconnect. A WebSocket
+# message over 64 KiB is closed with 1009; `python -m project.serve` is daphne set to send that close
+# frame instead of dropping the connection (see project/serve.py).
+DAPHNE_FLAGS ?= --websocket_timeout -1 --websocket_connect_timeout 10 --ping-interval 20 --ping-timeout 30 --application-close-timeout 10 --websocket-max-message-size 65536 --websocket-max-frame-size 65536
 
 .PHONY: run test lint format bench clean
 
@@ -24,7 +26,7 @@ $(BIN)/.dev: requirements.txt requirements-dev.txt
 run: $(BIN)/.runtime
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v0
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py ensure_model
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/daphne -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) asgi:application
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python -m project.serve -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) asgi:application
 
 test: $(BIN)/.dev
 	$(BIN)/ruff check .

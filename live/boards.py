@@ -21,12 +21,13 @@ import weakref
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from channels.layers import get_channel_layer
 from django.conf import settings
+
+from .layer import group_send_quietly
 
 logger = logging.getLogger(__name__)
 
-BOARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
+BOARD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DEFAULT_BOARD = "lobby"
 MIN_INTERVAL = 0.2  # at most 5 publications a second per session
 HEARTBEAT_SECONDS = 5.0
@@ -36,7 +37,7 @@ BANDS = ("low", "moderate", "high")
 
 
 def valid_board(name: str) -> bool:
-    return bool(BOARD_NAME.match(name))
+    return bool(BOARD_NAME.fullmatch(name))
 
 
 def group_name(board: str) -> str:
@@ -49,6 +50,9 @@ class Entry:
     risk: float
     band: str
     updated_at: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
     def event(self) -> dict:
         return {"type": "session", **asdict(self)}
@@ -178,9 +182,7 @@ def board_store() -> MemoryBoardStore | RedisBoardStore:
 
 
 async def announce(board: str, event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(group_name(board), {"type": "kiosk.event", "event": event})
+    await group_send_quietly(group_name(board), {"type": "kiosk.event", "event": event})
 
 
 class BoardPublisher:

@@ -1,18 +1,229 @@
-"""WebSocket consumers: one class per socket kind."""
+"""WebSocket consumers, one class per socket kind.
+
+``LivePredictConsumer`` at ``/ws/predict/``: the live assessment page (contract §6 in the README).
+``KioskConsumer`` at ``/ws/kiosk/<board>/``: a read-only board of anonymous sessions (contract §7).
+
+The consumer only translates: it parses frames, keeps the session's merged feature state and asks
+``ml_engine.services.predict`` for the risk. Updates are coalesced ("latest wins"): the receive
+handler stores the newest state and returns at once, and one task per connection answers the
+newest pending ``seq`` until nothing newer is waiting, so the last keystroke is always answered
+and the ``seq`` of successive replies only grows.
+
+Health data never leaves this module except in the reply to its owner: frames are not logged.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from dataclasses import asdict
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qs
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from django.db import close_old_connections
 
-from ml_engine.metrics import OPEN_WEBSOCKETS
+from ml_engine import metrics
+from ml_engine.registry import ModelUnavailable, active_model
+from ml_engine.schema import FEATURE_KEYS, FeatureValidationError, clean_features
+from ml_engine.services import Prediction, predict
 
-from .boards import PRUNE_SECONDS, announce, board_store, group_name, stats
+from .boards import PRUNE_SECONDS, BoardPublisher, announce, board_store, group_name, stats, valid_board
 
 logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_MESSAGE_TOO_BIG_APP = 4009  # the same, where the server only lets applications send 1000/3000-4999
+MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exactly
+
+# Inference that may take longer than ~100 µs (scikit-learn, or a first model load that reads the
+# database) runs here: a few dedicated threads, never asgiref's single thread-sensitive executor
+# that Django's sync views and ORM calls from async code share.
+_inference_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="live-predict")
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _predict_blocking(features: dict[str, float | None]) -> Prediction:
+    try:
+        return predict(features=features, interface="ws")
+    finally:
+        close_old_connections()  # a first model load may have opened a connection in this thread
+
+
+class LivePredictConsumer(AsyncWebsocketConsumer):
+    """One person's live assessment: merged feature state in, the newest prediction out."""
+
+    # Never listen on the channel layer. Channels would otherwise create a channel for every
+    # socket and receive on it in the same dispatch loop as the WebSocket, so a Redis outage would
+    # raise there and close the socket. Publishing to a kiosk board goes through a BoardPublisher
+    # instead, which runs beside the socket, logs layer failures and carries on.
+    channel_layer_alias = None
+
+    async def websocket_connect(self, message: dict) -> None:
+        self.board: str | None = self._board_from_query()
+        self._state: dict[str, float | None] = dict.fromkeys(FEATURE_KEYS)
+        self._last_seq = -1  # the newest seq accepted from the client
+        self._pending: tuple[int, dict[str, float | None]] | None = None
+        self._answering: asyncio.Task | None = None
+        self._open = True
+        # An opaque id for the kiosk: it names this socket, nothing about the person.
+        self._publisher = BoardPublisher(self.board, secrets.token_urlsafe(9)) if self.board else None
+        await self.accept()
+        metrics.OPEN_WEBSOCKETS.labels("live").inc()
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels' dispatch closes stale database connections before every message through
+        # sync_to_async(thread_sensitive=True), i.e. a round trip through the one thread that sync
+        # views share, per keystroke. This consumer never touches the database on the event loop.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        if self._open:
+            self._open = False
+            metrics.OPEN_WEBSOCKETS.labels("live").dec()
+        if self._answering is not None:
+            self._answering.cancel()
+        if self._publisher is not None:
+            await self._publisher.close()
+        raise StopConsumer()
+
+    # Frames in.
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self._open:
+            return
+        if _too_big(text_data, bytes_data):
+            await self._close_too_big()
+            return
+        if text_data is None:
+            await self._bad("bad_message", "Send JSON text frames; binary frames are not understood.")
+            return
+        try:
+            content = json.loads(text_data, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            await self._bad("bad_json", "The frame is not valid JSON.")
+            return
+        if not isinstance(content, dict) or content.get("type") not in ("update", "reset"):
+            await self._bad("bad_message", 'Expected an object with "type" "update" or "reset".')
+            return
+        seq = content.get("seq")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            await self._bad("bad_message", f'"seq" must be an integer from 0 to {MAX_SEQ}.')
+            return
+        if seq <= self._last_seq:
+            await self._bad("bad_message", f'"seq" must grow: {seq} is not after {self._last_seq}.')
+            return
+        if content["type"] == "reset":
+            self._accept(seq, dict.fromkeys(FEATURE_KEYS))
+            return
+        features = content.get("features")
+        if not isinstance(features, dict):
+            await self._bad("bad_message", 'An update needs "features": an object of feature values.')
+            return
+        try:
+            state = clean_features({**self._state, **features}, allow_empty=True)
+        except FeatureValidationError as exc:
+            metrics.INVALID_INPUTS.labels("ws").inc()
+            await self._send_json({"type": "error", "seq": seq, "errors": exc.errors})
+            return
+        self._accept(seq, state)
+
+    def _accept(self, seq: int, state: dict[str, float | None]) -> None:
+        """Make ``state`` current and make sure the newest seq gets answered (latest wins)."""
+        self._last_seq = seq
+        self._state = state
+        self._pending = (seq, state)
+        if self._answering is None:
+            self._answering = asyncio.create_task(self._answer_pending())
+
+    # Replies out.
+
+    async def _answer_pending(self) -> None:
+        try:
+            while self._pending is not None and self._open:
+                seq, state = self._pending
+                self._pending = None
+                await self._answer(seq, state)
+        finally:
+            self._answering = None
+
+    async def _answer(self, seq: int, state: dict[str, float | None]) -> None:
+        if all(value is None for value in state.values()):
+            await self._send_json({"type": "cleared", "seq": seq})
+            if self._publisher is not None:
+                self._publisher.withdraw()
+            return
+        try:
+            prediction = await self._predict(state)
+        except ModelUnavailable as exc:
+            await self._send_json({"type": "error", "seq": seq, "code": "model_unavailable", "detail": str(exc)})
+            return
+        except Exception:
+            logger.exception("Live prediction failed (features not logged).")
+            await self._send_json(
+                {"type": "error", "seq": seq, "code": "internal_error", "detail": "The prediction failed."}
+            )
+            return
+        await self._send_json(
+            {"type": "prediction", "seq": seq, **prediction.as_dict(), "features": prediction.features}
+        )
+        if self._publisher is not None:
+            # Returns at once: the publisher sends on its own task, at most 5 a second.
+            self._publisher.publish(risk=prediction.risk, band=prediction.band)
+
+    async def _predict(self, state: dict[str, float | None]) -> Prediction:
+        served = active_model.current
+        if served is not None and served.model.fast is not None:
+            return predict(features=state, interface="ws")  # folded model: a few µs, inline is cheaper
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_inference_pool, _predict_blocking, state)
+
+    async def _bad(self, code: str, detail: str) -> None:
+        await self._send_json({"type": "error", "seq": None, "code": code, "detail": detail})
+
+    async def _send_json(self, content: dict[str, Any]) -> None:
+        if self._open:
+            await self.send(text_data=json.dumps(content))
+
+    async def _close_too_big(self) -> None:
+        self._open = False
+        metrics.OPEN_WEBSOCKETS.labels("live").dec()
+        if self._answering is not None:
+            self._answering.cancel()
+        try:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+        except Exception:
+            # Autobahn (under daphne) lets an application close only with 1000 or 3000-4999; run
+            # daphne with --websocket-max-message-size 65536 so it sends 1009 itself before a
+            # frame this big reaches the consumer. If it does reach us anyway, still close.
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG_APP, reason="Frame over 64 KiB")
+
+    def _board_from_query(self) -> str | None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        name = (query.get("board") or [""])[-1]
+        return name if valid_board(name) else None
+
+
+def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
+    if bytes_data is not None:
+        return len(bytes_data) > MAX_FRAME_BYTES
+    if text_data is None:
+        return False
+    # A character is at most 4 bytes in UTF-8: only encode when the length alone cannot tell.
+    return len(text_data) > MAX_FRAME_BYTES or (
+        len(text_data) * 4 > MAX_FRAME_BYTES and len(text_data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
+    )
 
 
 class KioskConsumer(AsyncJsonWebsocketConsumer):
@@ -25,7 +236,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         # Join the group before reading the snapshot, so no event falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        OPEN_WEBSOCKETS.labels("kiosk").inc()
+        metrics.OPEN_WEBSOCKETS.labels("kiosk").inc()
         self._counted = True
         try:
             entries = await board_store().entries(self.board)
@@ -38,7 +249,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
             {
                 "type": "snapshot",
                 "board": self.board,
-                "sessions": [asdict(e) for e in entries],
+                "sessions": [e.as_dict() for e in entries],
                 "stats": stats(entries),
             }
         )
@@ -64,7 +275,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         if self._pruner is not None:
             self._pruner.cancel()
         if getattr(self, "_counted", False):
-            OPEN_WEBSOCKETS.labels("kiosk").dec()
+            metrics.OPEN_WEBSOCKETS.labels("kiosk").dec()
         try:
             await self.channel_layer.group_discard(self.group, self.channel_name)
         except Exception as exc:

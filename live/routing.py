@@ -1,9 +1,10 @@
-"""WebSocket URL routes, mounted by the root asgi.py."""
+"""WebSocket URL routes, mounted by the root asgi.py (behind AllowedHostsOriginValidator)."""
 
-from django.urls import re_path
+from django.urls import path, re_path
 
-from . import consumers
+from .consumers import KioskConsumer, LivePredictConsumer
 
 websocket_urlpatterns = [
-    re_path(r"^ws/kiosk/(?P<board>[A-Za-z0-9_-]{1,50})/$", consumers.KioskConsumer.as_asgi()),
+    path("ws/predict/", LivePredictConsumer.as_asgi(), name="ws-predict"),
+    re_path(r"^ws/kiosk/(?P<board>[A-Za-z0-9_-]{1,64})/$", KioskConsumer.as_asgi(), name="ws-kiosk"),
 ]

@@ -103,5 +103,5 @@ def model_card(request):
 def kiosk(request, board=DEFAULT_BOARD):
     """Full-screen board of anonymous live sessions; the page fills itself over the socket."""
     if not valid_board(board):
-        raise Http404("Board names are 1 to 50 letters, digits, hyphens or underscores.")
+        raise Http404("Board names are 1 to 64 letters, digits, hyphens or underscores.")
     return render(request, "live/kiosk.html", {"board": board})

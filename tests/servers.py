@@ -136,13 +136,18 @@ class DaphneServer:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "project.serve",  # daphne, closing oversized messages with 1009 (see project/serve.py)
                 "-b",
                 "127.0.0.1",
                 "-p",
                 str(self.port),
                 "--websocket_timeout",
                 "-1",
+                # As in the Makefile's DAPHNE_FLAGS: frames over 64 KiB are closed with 1009 by daphne.
+                "--websocket-max-message-size",
+                "65536",
+                "--websocket-max-frame-size",
+                "65536",
                 "asgi:application",
             ],
             cwd=ROOT,

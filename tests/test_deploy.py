@@ -72,7 +72,7 @@ def test_web_command_runs_daphne_after_migrate_and_train_if_missing():
     import json
 
     argv = json.loads(cmd.replace("\\\n", ""))
-    assert argv[0] == "daphne" and argv[-1] == "asgi:application"
+    assert argv[:3] == ["python", "-m", "project.serve"] and argv[-1] == "asgi:application"
     entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
     assert "manage.py migrate" in entrypoint and "manage.py ensure_model" in entrypoint
     assert 'exec "$@"' in entrypoint

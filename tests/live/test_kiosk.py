@@ -140,7 +140,7 @@ async def test_kiosk_ignores_what_it_is_sent(application):
     await k.disconnect()
 
 
-@pytest.mark.parametrize("path", ["/ws/kiosk/bad name/", "/ws/kiosk/" + "x" * 51 + "/"])
+@pytest.mark.parametrize("path", ["/ws/kiosk/bad name/", "/ws/kiosk/" + "x" * 65 + "/"])
 async def test_invalid_board_names_are_refused(application, path):
     from channels.testing import WebsocketCommunicator
 

@@ -1,0 +1,439 @@
+"""The live WebSocket consumer (/ws/predict/) in process, through WebsocketCommunicator."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from live import consumers
+from live.layer import group_send_quietly
+from live.routing import websocket_urlpatterns
+from ml_engine.registry import ModelUnavailable, active_model
+from ml_engine.schema import FEATURE_KEYS, FEATURES
+from ml_engine.services import predict
+
+TIMEOUT = 20  # generous: the test machine is shared
+
+FULL = {
+    "pregnancies": 2,
+    "glucose": 148,
+    "blood_pressure": 72,
+    "skin_thickness": 35,
+    "insulin": 120,
+    "bmi": 33.6,
+    "diabetes_pedigree": 0.627,
+    "age": 50,
+}
+
+application = URLRouter(websocket_urlpatterns)
+
+
+async def open_socket(path: str = "/ws/predict/") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path)
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    return communicator
+
+
+async def exchange(communicator: WebsocketCommunicator, message: dict) -> dict:
+    await communicator.send_json_to(message)
+    return await communicator.receive_json_from(timeout=TIMEOUT)
+
+
+async def exchange_text(communicator: WebsocketCommunicator, text: str) -> dict:
+    await communicator.send_to(text_data=text)
+    return await communicator.receive_json_from(timeout=TIMEOUT)
+
+
+def merged(**values) -> dict:
+    return {key: values.get(key) for key in FEATURE_KEYS}
+
+
+@pytest.fixture
+def slow_path(served_model, monkeypatch):
+    """The scikit-learn path (no folded model): predictions run in the inference threads."""
+    monkeypatch.setattr(served_model.model, "fast", None)
+    return served_model
+
+
+async def test_full_update_is_answered_with_the_same_risk_as_rest(served_model):
+    ws = await open_socket()
+    reply = await exchange(ws, {"type": "update", "seq": 0, "features": FULL})
+    expected = predict(features=FULL)
+    assert reply["type"] == "prediction"
+    assert reply["seq"] == 0
+    assert reply["risk"] == pytest.approx(expected.risk, abs=1e-9)
+    assert reply["band"] == expected.band and reply["label"] == expected.label
+    assert reply["threshold"] == pytest.approx(expected.threshold)
+    assert reply["contributions"] == pytest.approx(expected.contributions, abs=1e-9)
+    assert reply["imputed"] == [] and reply["warnings"] == expected.warnings
+    assert reply["features"] == expected.features
+    assert reply["model"] == {"name": served_model.name, "version": served_model.version}
+    await ws.disconnect()
+
+
+async def test_partial_updates_merge_into_the_session_state(served_model):
+    ws = await open_socket()
+    first = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 148}})
+    assert first["features"] == merged(glucose=148.0)
+    assert set(first["imputed"]) == set(FEATURE_KEYS) - {"glucose"}
+    second = await exchange(ws, {"type": "update", "seq": 2, "features": {"age": 50, "bmi": 33.6}})
+    assert second["features"] == merged(glucose=148.0, age=50, bmi=33.6)
+    assert second["risk"] == pytest.approx(predict(features={"glucose": 148, "age": 50, "bmi": 33.6}).risk, abs=1e-9)
+    await ws.disconnect()
+
+
+async def test_null_clears_a_key_and_clearing_the_last_key_says_cleared(served_model):
+    ws = await open_socket()
+    await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 148, "age": 50}})
+    reply = await exchange(ws, {"type": "update", "seq": 2, "features": {"glucose": None}})
+    assert reply["type"] == "prediction"
+    assert reply["features"] == merged(age=50)
+    assert "glucose" in reply["imputed"]
+    assert reply["risk"] == pytest.approx(predict(features={"age": 50}).risk, abs=1e-9)
+    assert await exchange(ws, {"type": "update", "seq": 3, "features": {"age": None}}) == {
+        "type": "cleared",
+        "seq": 3,
+    }
+    await ws.disconnect()
+
+
+async def test_reset_clears_the_state(served_model):
+    ws = await open_socket()
+    await exchange(ws, {"type": "update", "seq": 1, "features": FULL})
+    assert await exchange(ws, {"type": "reset", "seq": 2}) == {"type": "cleared", "seq": 2}
+    reply = await exchange(ws, {"type": "update", "seq": 3, "features": {"bmi": 40}})
+    assert reply["features"] == merged(bmi=40.0)
+    await ws.disconnect()
+
+
+async def test_invalid_values_refuse_the_whole_update_and_keep_the_state(served_model):
+    ws = await open_socket()
+    await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 148}})
+    reply = await exchange(
+        ws, {"type": "update", "seq": 2, "features": {"age": 50, "bmi": 1000, "insulin": "12", "shoe_size": 9}}
+    )
+    assert reply["type"] == "error" and reply["seq"] == 2
+    assert set(reply["errors"]) == {"bmi", "insulin", "shoe_size"}
+    assert all(isinstance(m, str) for messages in reply["errors"].values() for m in messages)
+    after = await exchange(ws, {"type": "update", "seq": 3, "features": {"pregnancies": 1}})
+    assert after["type"] == "prediction"
+    assert after["features"] == merged(glucose=148.0, pregnancies=1)  # age from the refused update is not kept
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["true", '"148"', "[148]", '{"v": 148}', "1e400", "-1", "601"],
+    ids=["bool", "string", "list", "object", "overflow", "below", "above"],
+)
+async def test_each_bad_value_is_refused_for_its_field(served_model, literal):
+    ws = await open_socket()
+    reply = await exchange_text(ws, '{"type": "update", "seq": 0, "features": {"glucose": ' + literal + "}}")
+    assert reply["type"] == "error" and reply["seq"] == 0 and list(reply["errors"]) == ["glucose"]
+    await ws.disconnect()
+
+
+async def test_whole_number_features_refuse_fractions(served_model):
+    ws = await open_socket()
+    reply = await exchange(ws, {"type": "update", "seq": 0, "features": {"age": 50.5, "pregnancies": 2.0}})
+    assert reply["type"] == "error" and list(reply["errors"]) == ["age"]
+    await ws.disconnect()
+
+
+BAD_FRAMES = {
+    "not json": ("{type: update}", "bad_json"),
+    "truncated": ('{"type": "update", "seq": 1, "features": {', "bad_json"),
+    "NaN": ('{"type": "update", "seq": 1, "features": {"glucose": NaN}}', "bad_json"),
+    "Infinity": ('{"type": "update", "seq": 1, "features": {"glucose": Infinity}}', "bad_json"),
+    "-Infinity": ('{"type": "update", "seq": 1, "features": {"glucose": -Infinity}}', "bad_json"),
+    "deep nesting": ("[" * 60000, "bad_json"),
+    "huge integer": ('{"type": "update", "seq": ' + "9" * 5000 + "}", "bad_json"),
+    "a list": ("[1, 2]", "bad_message"),
+    "a string": ('"update"', "bad_message"),
+    "null": ("null", "bad_message"),
+    "no type": ('{"seq": 1, "features": {}}', "bad_message"),
+    "unknown type": ('{"type": "predict", "seq": 1, "features": {}}', "bad_message"),
+    "type not a string": ('{"type": ["update"], "seq": 1}', "bad_message"),
+    "no seq": ('{"type": "update", "features": {"age": 50}}', "bad_message"),
+    "negative seq": ('{"type": "update", "seq": -1, "features": {"age": 50}}', "bad_message"),
+    "boolean seq": ('{"type": "update", "seq": true, "features": {"age": 50}}', "bad_message"),
+    "float seq": ('{"type": "update", "seq": 1.0, "features": {"age": 50}}', "bad_message"),
+    "string seq": ('{"type": "update", "seq": "1", "features": {"age": 50}}', "bad_message"),
+    "seq beyond 2**53": ('{"type": "reset", "seq": 9007199254740992}', "bad_message"),
+    "no features": ('{"type": "update", "seq": 1}', "bad_message"),
+    "features a list": ('{"type": "update", "seq": 1, "features": [148]}', "bad_message"),
+    "features null": ('{"type": "update", "seq": 1, "features": null}', "bad_message"),
+}
+
+
+@pytest.mark.parametrize("frame, code", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+async def test_bad_frames_get_an_error_and_the_socket_stays_open(served_model, frame, code):
+    ws = await open_socket()
+    reply = await exchange_text(ws, frame)
+    assert reply["type"] == "error" and reply["seq"] is None and reply["code"] == code
+    assert isinstance(reply["detail"], str) and reply["detail"]
+    after = await exchange(ws, {"type": "update", "seq": 5, "features": {"age": 50}})
+    assert after["type"] == "prediction" and after["seq"] == 5
+    await ws.disconnect()
+
+
+async def test_binary_frames_are_refused_and_the_socket_stays_open(served_model):
+    ws = await open_socket()
+    await ws.send_to(bytes_data=json.dumps({"type": "reset", "seq": 1}).encode())
+    reply = await ws.receive_json_from(timeout=TIMEOUT)
+    assert reply["type"] == "error" and reply["code"] == "bad_message" and reply["seq"] is None
+    assert (await exchange(ws, {"type": "reset", "seq": 1}))["type"] == "cleared"
+    await ws.disconnect()
+
+
+async def test_a_seq_that_does_not_grow_is_refused(served_model):
+    ws = await open_socket()
+    await exchange(ws, {"type": "update", "seq": 7, "features": {"age": 50}})
+    for seq in (7, 3):
+        reply = await exchange(ws, {"type": "update", "seq": seq, "features": {"age": 60}})
+        assert reply["type"] == "error" and reply["code"] == "bad_message" and reply["seq"] is None
+    after = await exchange(ws, {"type": "update", "seq": 8, "features": {"bmi": 30}})
+    assert after["features"] == merged(age=50, bmi=30.0)
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "x" * (64 * 1024 + 1),
+        "é" * (32 * 1024 + 1),  # fewer than 64 Ki characters, more than 64 KiB of UTF-8
+        json.dumps({"type": "update", "seq": 1, "features": {"age": 50}, "pad": "x" * 70000}),
+    ],
+    ids=["ascii", "multibyte", "valid json"],
+)
+async def test_a_frame_over_64_kib_closes_with_1009(served_model, frame):
+    ws = await open_socket()
+    await ws.send_to(text_data=frame)
+    closed = await ws.receive_output(timeout=TIMEOUT)
+    assert closed == {"type": "websocket.close", "code": 1009}
+    await ws.disconnect(code=1009)
+
+
+async def test_a_big_frame_still_closes_where_the_server_refuses_1009_from_applications(served_model):
+    """Autobahn (daphne) lets applications close only with 1000 or 3000-4999."""
+
+    async def autobahn_like(scope, receive, send):
+        async def strict_send(message):
+            if message["type"] == "websocket.close" and message.get("code") not in (None, 1000, *range(3000, 5000)):
+                raise Exception(f"invalid close code {message['code']}")
+            await send(message)
+
+        await application(scope, receive, strict_send)
+
+    ws = WebsocketCommunicator(autobahn_like, "/ws/predict/")
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    await ws.send_to(text_data="x" * (64 * 1024 + 1))
+    closed = await ws.receive_output(timeout=TIMEOUT)
+    assert closed["type"] == "websocket.close" and closed["code"] == 4009
+    await ws.disconnect(code=4009)
+
+
+async def test_a_binary_frame_over_64_kib_closes_with_1009(served_model):
+    ws = await open_socket()
+    await ws.send_to(bytes_data=b"\0" * (64 * 1024 + 1))
+    assert await ws.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1009}
+
+
+async def test_a_frame_of_exactly_64_kib_is_read(served_model):
+    ws = await open_socket()
+    frame = json.dumps({"type": "update", "seq": 1, "features": {"age": 50}, "pad": ""})
+    frame = frame[:-2] + "x" * (64 * 1024 - len(frame)) + '"}'
+    assert len(frame.encode()) == 64 * 1024
+    assert (await exchange_text(ws, frame))["type"] == "prediction"
+    await ws.disconnect()
+
+
+async def burst(ws: WebsocketCommunicator, count: int) -> tuple[list[dict], dict]:
+    """Send ``count`` updates without waiting, then read replies until the last seq is answered."""
+    state: dict = {}
+    for seq in range(count):
+        feature = FEATURES[seq % len(FEATURES)]
+        value = None if seq % 11 == 5 else feature.min + (feature.max - feature.min) * (seq % 10) / 10
+        if value is not None and feature.integer:
+            value = round(value)
+        state[feature.key] = value
+        await ws.send_json_to({"type": "update", "seq": seq, "features": {feature.key: value}})
+    replies = []
+    while not replies or replies[-1]["seq"] != count - 1:
+        replies.append(await ws.receive_json_from(timeout=TIMEOUT))
+    assert await ws.receive_nothing(timeout=0.2)
+    return replies, state
+
+
+@pytest.mark.parametrize("path", ["fast", "slow"])
+async def test_a_burst_is_coalesced_and_the_last_update_is_answered(served_model, monkeypatch, path):
+    if path == "slow":
+        monkeypatch.setattr(served_model.model, "fast", None)
+    ws = await open_socket()
+    replies, state = await burst(ws, 500)
+    seqs = [r["seq"] for r in replies]
+    assert all(r["type"] == "prediction" for r in replies)
+    assert seqs == sorted(set(seqs)), "replies only move forward"
+    assert seqs[-1] == 499
+    expected = predict(features=state)
+    assert replies[-1]["features"] == expected.features
+    assert replies[-1]["risk"] == pytest.approx(expected.risk, abs=1e-9)
+    await ws.disconnect()
+
+
+async def test_slow_inference_runs_on_the_inference_threads(slow_path, monkeypatch):
+    threads = []
+
+    def recording_predict(**kwargs):
+        threads.append(threading.current_thread().name)
+        return predict(**kwargs)
+
+    monkeypatch.setattr(consumers, "predict", recording_predict)
+    ws = await open_socket()
+    reply = await exchange(ws, {"type": "update", "seq": 1, "features": FULL})
+    assert reply["risk"] == pytest.approx(predict(features=FULL).risk, abs=1e-9)
+    assert threads and all(name.startswith("live-predict") for name in threads)
+    await ws.disconnect()
+
+
+async def test_an_unloaded_model_is_loaded_off_the_event_loop(served_model, monkeypatch):
+    threads = []
+
+    def recording_predict(**kwargs):
+        threads.append(threading.current_thread().name)
+        active_model.install(served_model)  # what the first active_model.get() does, minus the database
+        return predict(**kwargs)
+
+    monkeypatch.setattr(consumers, "predict", recording_predict)
+    active_model.reset()
+    ws = await open_socket()
+    assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
+    assert threads and threads[0].startswith("live-predict")
+    await ws.disconnect()
+
+
+async def test_model_unavailable_is_an_error_and_the_socket_stays_open(served_model, monkeypatch):
+    def unavailable(**kwargs):
+        raise ModelUnavailable("No model is active. Run `python manage.py train`.")
+
+    monkeypatch.setattr(consumers, "predict", unavailable)
+    ws = await open_socket()
+    reply = await exchange(ws, {"type": "update", "seq": 1, "features": FULL})
+    assert reply == {
+        "type": "error",
+        "seq": 1,
+        "code": "model_unavailable",
+        "detail": "No model is active. Run `python manage.py train`.",
+    }
+    monkeypatch.setattr(consumers, "predict", predict)
+    assert (await exchange(ws, {"type": "update", "seq": 2, "features": {"age": 40}}))["type"] == "prediction"
+    await ws.disconnect()
+
+
+async def test_an_unexpected_failure_is_an_error_and_is_logged_without_features(served_model, monkeypatch, caplog):
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(consumers, "predict", broken)
+    ws = await open_socket()
+    with caplog.at_level(logging.ERROR, logger="live.consumers"):
+        reply = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 187}})
+    assert reply["type"] == "error" and reply["code"] == "internal_error" and reply["seq"] == 1
+    assert "187" not in caplog.text
+    await ws.disconnect()
+
+
+async def test_predictions_reach_the_board_only_with_a_board(served_model, monkeypatch):
+    from channels.layers import channel_layers
+
+    from live import boards
+
+    monkeypatch.setattr(boards, "_store", None)
+    channel_layers.backends.clear()
+    kiosk = await open_socket("/ws/kiosk/lobby-1/")
+    assert (await kiosk.receive_json_from(timeout=TIMEOUT))["sessions"] == []
+    plain = await open_socket()
+    await exchange(plain, {"type": "update", "seq": 1, "features": FULL})
+    await plain.disconnect()
+    assert await kiosk.receive_nothing(timeout=0.5)
+    board = await open_socket("/ws/predict/?board=lobby-1")
+    reply = await exchange(board, {"type": "update", "seq": 1, "features": FULL})
+    event = await kiosk.receive_json_from(timeout=TIMEOUT)
+    assert event["type"] == "session" and event["risk"] == round(reply["risk"], 4)
+    assert event["band"] == reply["band"]
+    assert (await exchange(board, {"type": "reset", "seq": 2}))["type"] == "cleared"
+    assert await kiosk.receive_json_from(timeout=TIMEOUT) == {"type": "session_end", "id": event["id"]}
+    await board.disconnect()
+    await kiosk.disconnect()
+
+
+@pytest.mark.parametrize(
+    "query, board",
+    [(b"", None), (b"board=lobby", "lobby"), (b"board=a%20b", None), (b"board=" + b"x" * 65, None), (b"x=1", None)],
+)
+def test_board_names_are_parsed_from_the_query(query, board):
+    consumer = consumers.LivePredictConsumer()
+    consumer.scope = {"type": "websocket", "query_string": query}
+    assert consumer._board_from_query() == board
+
+
+async def test_the_live_socket_does_not_listen_on_the_channel_layer(served_model, monkeypatch):
+    def no_layer(*args, **kwargs):
+        raise AssertionError("the live consumer must not depend on the channel layer")
+
+    monkeypatch.setattr("channels.layers.InMemoryChannelLayer.new_channel", no_layer)
+    monkeypatch.setattr("channels.layers.InMemoryChannelLayer.receive", no_layer)
+    ws = await open_socket()
+    assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
+    await ws.disconnect()
+
+
+async def test_group_send_quietly_logs_a_layer_failure_instead_of_raising(monkeypatch, caplog):
+    class BrokenLayer:
+        async def group_send(self, group, message):
+            raise ConnectionError("Redis is gone")
+
+    monkeypatch.setattr("live.layer.get_channel_layer", lambda: BrokenLayer())
+    monkeypatch.setattr("live.layer._last_warning", 0.0)
+    with caplog.at_level(logging.WARNING, logger="live.layer"):
+        assert await group_send_quietly("kiosk.lobby", {"type": "kiosk.result", "risk": 0.25}) is False
+    assert "Redis is gone" in caplog.text and "0.25" not in caplog.text
+
+
+async def test_group_send_quietly_sends_on_a_working_layer():
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("kiosk.test", channel)
+    assert await group_send_quietly("kiosk.test", {"type": "kiosk.result"}) is True
+    assert await layer.receive(channel) == {"type": "kiosk.result"}
+
+
+@pytest.fixture
+def asgi_application(monkeypatch):
+    monkeypatch.setattr(active_model, "start_watcher", lambda interval: None)
+    return importlib.import_module("asgi").application
+
+
+async def test_the_handshake_is_refused_for_a_foreign_origin(served_model, asgi_application):
+    ws = WebsocketCommunicator(asgi_application, "/ws/predict/", headers=[(b"origin", b"http://evil.example")])
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert not connected
+
+
+async def test_the_handshake_is_accepted_from_the_site_itself(served_model, asgi_application):
+    ws = WebsocketCommunicator(
+        asgi_application, "/ws/predict/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1")]
+    )
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert connected
+    assert (await exchange(ws, {"type": "update", "seq": 0, "features": FULL}))["type"] == "prediction"
+    await ws.disconnect()

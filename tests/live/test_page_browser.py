@@ -1,0 +1,169 @@
+"""The live page in headless Debian Chromium (Playwright), against a real daphne process.
+
+Plain sync functions: Playwright's sync API must not run inside an asyncio loop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.servers import daphne_servers
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+]
+TIMEOUT_MS = 30_000  # generous: the test machine is shared
+SHOTS = os.environ.get("LIVE_SCREENSHOT_DIR")  # set to keep screenshots of the page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _require_chromium() -> None:
+    if not (Path(CHROMIUM).exists() and shutil.which(CHROMIUM)):
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is required in CI (.ci/run installs chromium)")
+        pytest.skip(f"SKIPPED LOUDLY: {CHROMIUM} is not installed; `apt-get install chromium` to run this")
+    pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture
+def browser_page(server_env):
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with daphne_servers(server_env) as [server], sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            seen = {"requests": [], "console_errors": [], "page_errors": []}
+            page.on("request", lambda request: seen["requests"].append(request.url))
+            page.on("websocket", lambda socket: seen["requests"].append(socket.url))
+            page.on(
+                "console",
+                lambda message: seen["console_errors"].append(message.text) if message.type == "error" else None,
+            )
+            page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
+            yield server, page, seen
+        finally:
+            browser.close()
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+def test_typing_updates_the_risk_live_without_submitting(browser_page):
+    server, page, seen = browser_page
+    page.goto(f"{server.http}/")
+    page.wait_for_selector("#live-status[data-state='connected']")
+    assert page.is_visible("#live-panel")
+    assert page.get_attribute("#live-risk", "aria-live") == "polite"
+    assert page.text_content("#live-risk-value").strip() == "–"
+    shot(page, "01-empty")
+
+    page.type("#id_glucose", "148", delay=50)
+    page.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
+    first = page.text_content("#live-risk-value")
+    assert page.text_content("#live-band") in ("low", "moderate", "high")
+
+    page.type("#id_age", "50", delay=50)
+    page.type("#id_bmi", "33.6", delay=50)
+    page.wait_for_function(
+        "first => document.querySelector('#live-risk-value').textContent !== first", arg=first, timeout=TIMEOUT_MS
+    )
+    # Every contribution bar is filled in, and the fields not given are listed as estimated.
+    assert all(n.strip() != "–" for n in page.locator("[data-contribution] .num").all_text_contents())
+    assert "Triceps skin-fold thickness" in page.text_content("#live-imputed")
+
+    # Out of the range the model was trained on: a warning in words.
+    page.fill("#id_insulin", "")
+    page.type("#id_insulin", "1400", delay=50)
+    page.wait_for_selector("#live-warnings li")
+    assert "outside the range the model was trained on" in page.text_content("#live-warnings")
+
+    # A value the schema refuses: the error shows next to the field, and what was typed stays.
+    page.type("#id_pregnancies", "99", delay=50)
+    page.wait_for_selector("#id_pregnancies ~ .live-error:not([hidden])")
+    assert "Pregnancies must be a number from 0 to 30" in page.text_content("#id_pregnancies ~ .live-error")
+    assert page.input_value("#id_pregnancies") == "99"
+    shot(page, "02-typed")
+
+    page.fill("#id_pregnancies", "")
+    page.type("#id_pregnancies", "2", delay=50)
+    page.wait_for_selector("#id_pregnancies ~ .live-error", state="hidden")
+
+    assert urlparse(page.url).path == "/", "typing must not navigate"
+    assert seen["console_errors"] == [] and seen["page_errors"] == [], seen
+    assert seen["requests"] and all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"]), seen["requests"]
+
+
+def test_the_submit_button_still_leads_to_the_result_page(browser_page):
+    server, page, seen = browser_page
+    page.goto(f"{server.http}/")
+    page.wait_for_selector("#live-status[data-state='connected']")
+    page.type("#id_glucose", "148", delay=20)
+    page.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
+    live_risk = page.text_content("#live-risk-value").strip()
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert urlparse(page.url).path == "/predict/"
+    assert page.text_content(".risk-value").strip() == live_risk  # the same model and rounding
+    assert seen["console_errors"] == [] and seen["page_errors"] == []
+    assert all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"])
+
+
+def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
+    server, page, seen = browser_page
+    page.goto(f"{server.http}/")
+    page.wait_for_selector("#live-status[data-state='connected']")
+    page.type("#id_glucose", "160", delay=20)
+    page.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
+    before = page.text_content("#live-risk-value")
+
+    server.stop()
+    page.wait_for_selector("#live-status[data-state='reconnecting']")
+    shot(page, "03-reconnecting")
+    seen["console_errors"].clear()  # Chromium logs each refused reconnection attempt as an error
+    server.start()  # same port: the page reconnects by itself
+    page.wait_for_selector("#live-status[data-state='connected']", timeout=60_000)
+    page.type("#id_age", "45", delay=20)
+    page.wait_for_function(
+        "before => document.querySelector('#live-risk-value').textContent !== before", arg=before, timeout=TIMEOUT_MS
+    )
+    assert page.input_value("#id_glucose") == "160"
+    assert seen["page_errors"] == []
+
+
+def test_without_javascript_the_page_is_the_plain_form(server_env):
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with daphne_servers(server_env) as [server], sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(java_script_enabled=False).new_page()
+            page.goto(f"{server.http}/")
+            assert not page.is_visible("#live-panel")
+            page.fill("#id_glucose", "148")
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            assert urlparse(page.url).path == "/predict/"
+            assert "%" in page.text_content(".risk-value")
+        finally:
+            browser.close()
