@@ -200,7 +200,7 @@ async def kiosk_fanout(live_url: str, kiosk_url: str, n: int = 60) -> tuple[list
             t_pred = time.perf_counter_ns()
             while True:
                 event = json.loads(await asyncio.wait_for(kiosk.recv(), timeout=10))
-                if event.get("type") == "session" and event["risk"] == round(prediction["risk"], 4):
+                if event.get("type") == "session" and event["risk"] == prediction["risk"]:
                     break
             t_kiosk = time.perf_counter_ns()
             from_send.append((t_kiosk - t_send) / 1000)

@@ -205,7 +205,7 @@ class BoardPublisher:
         self._failing = False
 
     def publish(self, *, risk: float, band: str) -> None:
-        self._latest = Entry(id=self.session_id, risk=round(risk, 4), band=band, updated_at=now_iso())
+        self._latest = Entry(id=self.session_id, risk=risk, band=band, updated_at=now_iso())
         self._wake.set()
 
     def withdraw(self) -> None:

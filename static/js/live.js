@@ -224,7 +224,10 @@ function start() {
     clearTimeout(retryTimer);
     retryTimer = null;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/ws/predict/`);
+    // A clinic tablet opened at /?board=lobby shows its (anonymous) results on that kiosk board.
+    const board = new URLSearchParams(location.search).get("board");
+    const query = board ? `?board=${encodeURIComponent(board)}` : "";
+    const ws = new WebSocket(`${scheme}//${location.host}/ws/predict/${query}`);
     socket = ws;
     ws.addEventListener("open", () => {
       attempt = 0;

@@ -6,42 +6,22 @@ Plain sync functions: Playwright's sync API must not run inside an asyncio loop.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, require_chromium, watch
 from tests.servers import daphne_servers
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-default-apps",
-]
-TIMEOUT_MS = 30_000  # generous: the test machine is shared
 SHOTS = os.environ.get("LIVE_SCREENSHOT_DIR")  # set to keep screenshots of the page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _require_chromium() -> None:
-    if not (Path(CHROMIUM).exists() and shutil.which(CHROMIUM)):
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is required in CI (.ci/run installs chromium)")
-        pytest.skip(f"SKIPPED LOUDLY: {CHROMIUM} is not installed; `apt-get install chromium` to run this")
-    pytest.importorskip("playwright.sync_api")
-
-
 @pytest.fixture
 def browser_page(server_env):
-    _require_chromium()
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with daphne_servers(server_env) as [server], sync_playwright() as p:
@@ -49,14 +29,7 @@ def browser_page(server_env):
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
-            seen = {"requests": [], "console_errors": [], "page_errors": []}
-            page.on("request", lambda request: seen["requests"].append(request.url))
-            page.on("websocket", lambda socket: seen["requests"].append(socket.url))
-            page.on(
-                "console",
-                lambda message: seen["console_errors"].append(message.text) if message.type == "error" else None,
-            )
-            page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
+            seen = watch(page)
             yield server, page, seen
         finally:
             browser.close()
@@ -151,7 +124,7 @@ def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
 
 
 def test_without_javascript_the_page_is_the_plain_form(server_env):
-    _require_chromium()
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with daphne_servers(server_env) as [server], sync_playwright() as p:

@@ -1,0 +1,45 @@
+"""Headless Debian Chromium for page tests, driven by Playwright (never a downloaded browser).
+
+Plain sync helpers: Playwright's sync API must not run inside an asyncio loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+
+CHROMIUM = "/usr/bin/chromium"
+# No background traffic: the machine has no network beyond loopback, and tests check that no
+# request leaves 127.0.0.1.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+]
+TIMEOUT_MS = 30_000  # generous: the test machine is shared
+
+
+def require_chromium() -> None:
+    if not (Path(CHROMIUM).exists() and shutil.which(CHROMIUM)):
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is required in CI (.ci/run installs chromium)")
+        pytest.skip(f"SKIPPED LOUDLY: {CHROMIUM} is not installed; `apt-get install chromium` to run this")
+    pytest.importorskip("playwright.sync_api")
+
+
+def watch(page) -> dict:
+    """Record every request, console error and page error of ``page``."""
+    seen = {"requests": [], "console_errors": [], "page_errors": []}
+    page.on("request", lambda request: seen["requests"].append(request.url))
+    page.on("websocket", lambda socket: seen["requests"].append(socket.url))
+    page.on("console", lambda message: seen["console_errors"].append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
+    return seen

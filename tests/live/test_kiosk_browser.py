@@ -1,0 +1,57 @@
+"""The kiosk page in headless Debian Chromium, fed by a live page on the same board."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, require_chromium, watch
+from tests.servers import daphne_servers
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_a_tile_appears_and_updates_as_someone_types(server_env):
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with daphne_servers(server_env) as [server], sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            kiosk = browser.new_page(viewport={"width": 1600, "height": 900})
+            kiosk.set_default_timeout(TIMEOUT_MS)
+            seen = watch(kiosk)
+            kiosk.goto(f"{server.http}/kiosk/")
+            kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
+            assert kiosk.is_visible("#kiosk-empty")
+
+            person = browser.new_page()
+            person.set_default_timeout(TIMEOUT_MS)
+            person.goto(f"{server.http}/?board=lobby")
+            person.wait_for_selector("#live-status[data-state='connected']")
+            person.type("#id_glucose", "180", delay=30)
+            person.type("#id_bmi", "38", delay=30)
+            person.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
+
+            kiosk.wait_for_selector(".tile")
+            first = kiosk.text_content(".tile .risk")
+            person_risk = person.text_content("#live-risk-value")
+            kiosk.wait_for_function(
+                "want => document.querySelector('.tile .risk').textContent === want",
+                arg=f"{round(float(person_risk.strip().rstrip('%')))}%",
+            )
+            assert kiosk.text_content("#stat-active") == "1"
+            person.fill("#id_glucose", "")
+            person.type("#id_glucose", "85", delay=30)
+            kiosk.wait_for_function("before => document.querySelector('.tile .risk').textContent !== before", arg=first)
+            kiosk_text = kiosk.text_content("body")
+            assert "85" not in kiosk_text and "38" not in kiosk_text  # no measurement on the board
+
+            person.close()  # the session ends: the tile goes
+            kiosk.wait_for_selector(".tile", state="detached")
+            assert kiosk.text_content("#stat-active") == "0"
+            assert seen["console_errors"] == [] and seen["page_errors"] == []
+            assert all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"])
+        finally:
+            browser.close()
