@@ -24,7 +24,7 @@ PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "
 
 def server_env(work: Path, **extra: str) -> ServerEnv:
     # One database and model folder for every server the benchmarks start; no API throttling.
-    env = ServerEnv(work, extra={"API_THROTTLE_ANON": "", "MODEL_WATCH_INTERVAL": "1", **extra})
+    env = ServerEnv(work, extra={"API_THROTTLE_ANON": "", **extra})
     return env
 
 

@@ -130,7 +130,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # Model registry.
 MODEL_DIR = Path(env.str("MODEL_DIR", default=str(BASE_DIR / "models")))
 # How often each process checks which model version is active (seconds); 0 turns it off.
-MODEL_WATCH_INTERVAL = env.float("MODEL_WATCH_INTERVAL", default=1.0)
+MODEL_WATCH_INTERVAL = env.float("MODEL_WATCH_INTERVAL", default=0.5)
 # Assessments hold health data: purge_assessments deletes those older than this.
 ASSESSMENT_RETENTION_DAYS = env.int("ASSESSMENT_RETENTION_DAYS", default=365)
 
