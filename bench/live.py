@@ -229,7 +229,7 @@ def run_all(work: Path) -> dict:
             results["typists"].append({**outcome, "summary": Summary.of(f"{count} typists", outcome["latencies"])})
     limit = raise_open_file_limit()
     with daphne_servers(server_env(work), 1) as (server,):
-        target = 10000 if limit >= 10500 * 2 else max(100, limit // 2 - 500)
+        target = 10000 if limit >= 10500 else max(100, limit - 500)
         results["idle"] = {
             **asyncio.run(idle_sockets(server.ws + "/ws/predict/", server.proc.pid, target)),
             "open_file_limit": limit,

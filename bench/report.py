@@ -125,7 +125,7 @@ def _svg(rows: list[Summary]) -> str:
         parts.append(
             f'<line x1="{x(10**decade):.1f}" y1="24" x2="{x(10**decade):.1f}" y2="{height - 10}" stroke="#ddd"/>'
         )
-        parts.append(f'<text x="{x(10**decade):.1f}" y="34" text-anchor="middle" fill="#666">{10**decade:g}</text>')
+        parts.append(f'<text x="{x(10**decade):.1f}" y="34" text-anchor="middle" fill="#666">{10**decade:,}</text>')
     for i, s in enumerate(rows):
         y = 44 + i * (bar_h + gap)
         parts.append(f'<text x="{left - 8}" y="{y + 12}" text-anchor="end">{s.name}</text>')
