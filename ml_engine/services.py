@@ -170,8 +170,8 @@ def model_overview(*, history: int = 20) -> dict[str, Any]:
     }
 
 
-def assessment_create(*, prediction: Prediction, interface: str) -> Assessment:
-    return Assessment.objects.create(
+def _assessment(prediction: Prediction, interface: str) -> Assessment:
+    return Assessment(
         interface=interface,
         features=prediction.features,
         risk=prediction.risk,
@@ -181,21 +181,15 @@ def assessment_create(*, prediction: Prediction, interface: str) -> Assessment:
     )
 
 
+def assessment_create(*, prediction: Prediction, interface: str) -> Assessment:
+    assessment = _assessment(prediction, interface)
+    assessment.save()
+    return assessment
+
+
 def assessments_create(*, predictions: Sequence[Prediction], interface: str) -> list[Assessment]:
-    rows = [
-        Assessment(
-            interface=interface,
-            features=p.features,
-            risk=p.risk,
-            band=p.band,
-            label=p.label,
-            model_version=p.model_version,
-        )
-        for p in predictions
-    ]
-    with transaction.atomic():
-        # bulk_create sets primary keys on PostgreSQL and SQLite 3.35+, both supported here.
-        return Assessment.objects.bulk_create(rows)
+    # One INSERT for the batch; bulk_create sets primary keys on PostgreSQL and SQLite 3.35+.
+    return Assessment.objects.bulk_create([_assessment(p, interface) for p in predictions])
 
 
 def assessment_record_outcome(*, assessment_id: int, outcome: int) -> Assessment:
