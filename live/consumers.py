@@ -15,6 +15,7 @@ Health data never leaves this module except in the reply to its owner: frames ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 64 * 1024
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_MESSAGE_TOO_BIG_APP = 4009  # the same, where the server only lets applications send 1000/3000-4999
+CLOSE_INTERNAL_ERROR = 1011  # a kiosk whose board state or channel layer failed
 CLOSE_POLICY_VIOLATION = 1008  # kept flooding after the rate_limited warning
 CLOSE_POLICY_VIOLATION_APP = 4008
 # Flood control (live/ratelimit.py): every received frame takes a token; 100 a second sustained
@@ -272,6 +274,19 @@ def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
 class KioskConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/kiosk/<board>/``: a snapshot of the board, then its sessions' events (read-only)."""
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            # The channel layer failed (Redis down or restarted): end this socket without a
+            # traceback; the kiosk page reconnects and rebuilds itself from a new snapshot.
+            logger.warning("Kiosk socket ended: channel layer failed (%s).", type(exc).__name__)
+            self._pruner = getattr(self, "_pruner", None)
+            with contextlib.suppress(Exception):
+                await self.disconnect(CLOSE_INTERNAL_ERROR)
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR})
+
     async def connect(self):
         self.board = self.scope["url_route"]["kwargs"]["board"]
         self.group = group_name(self.board)
@@ -286,7 +301,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         except Exception as exc:
             # No board state (Redis down): close so the kiosk reconnects and rebuilds later.
             logger.warning("Board %s: snapshot failed (%s).", self.board, type(exc).__name__)
-            await self.close(code=1011)
+            await self.close(code=CLOSE_INTERNAL_ERROR)
             return
         await self.send_json(
             {
@@ -318,6 +333,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         if self._pruner is not None:
             self._pruner.cancel()
         if getattr(self, "_counted", False):
+            self._counted = False
             metrics.OPEN_WEBSOCKETS.labels("kiosk").dec()
         try:
             await self.channel_layer.group_discard(self.group, self.channel_name)

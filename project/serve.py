@@ -1,4 +1,4 @@
-"""``python -m project.serve``: daphne's command line, with two protocol details changed.
+"""``python -m project.serve``: daphne's command line, with a few protocol details changed.
 
 Daphne leaves autobahn's ``failByDrop`` on, so a WebSocket message over
 ``--websocket-max-message-size`` makes the server drop the TCP connection without a close frame
@@ -6,9 +6,9 @@ Daphne leaves autobahn's ``failByDrop`` on, so a WebSocket message over
 big", as contract §6 promises for frames over 64 KiB.
 
 Autobahn also lets an application close only with 1000 or 3000-4999 (``sendClose`` raises for
-anything else), although RFC 6455 (§7.4.1) gives servers 1008 "policy violation" and 1009
-"message too big". The protocol below sends those two as they are; every other code goes through
-autobahn's check unchanged.
+anything else), although RFC 6455 (§7.4.1) gives servers 1008 "policy violation", 1009 "message
+too big" and 1011 "internal error". The protocol below sends those three as they are; every other
+code goes through autobahn's check unchanged.
 
 Daphne reads a WebSocket as fast as the client writes and queues every frame for the application
 without limit, so one client flooding a socket costs the whole process (parsing, memory) and
@@ -23,7 +23,7 @@ from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
-SERVER_CLOSE_CODES = frozenset({1008, 1009})
+SERVER_CLOSE_CODES = frozenset({1008, 1009, 1011})
 READ_HIGH_WATER = 256  # frames waiting for the application
 READ_LOW_WATER = 32
 READ_CHUNK = 8192  # bytes per read from one WebSocket (twisted's default is 64 KiB)

@@ -6,6 +6,10 @@
 const form = document.getElementById("assessment-form");
 const panel = document.getElementById("live-panel");
 
+// The page's ?board=NAME puts this session on that kiosk board (the server checks the name).
+const board = new URLSearchParams(location.search).get("board");
+const boardQuery = board ? `?board=${encodeURIComponent(board)}` : "";
+
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 
@@ -224,7 +228,7 @@ function start() {
     clearTimeout(retryTimer);
     retryTimer = null;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/ws/predict/`);
+    const ws = new WebSocket(`${scheme}//${location.host}/ws/predict/${boardQuery}`);
     socket = ws;
     ws.addEventListener("open", () => {
       attempt = 0;
