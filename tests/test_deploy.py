@@ -1,5 +1,6 @@
 """The deployment files: docker compose stack, Dockerfile and production settings."""
 
+import ast
 import os
 import re
 import subprocess
@@ -124,7 +125,7 @@ SECURITY = (
 def _security_settings(**env) -> tuple:
     result = _manage("shell", "-c", SECURITY, DJANGO_SECRET_KEY="a-long-random-production-key-0123456789-abc", **env)
     assert result.returncode == 0, result.stderr
-    return eval(result.stdout.strip().splitlines()[-1])  # a repr of booleans, an int, a tuple or None
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
 
 
 def test_security_settings_are_secure_by_default_and_configurable_from_the_environment():
