@@ -6,13 +6,13 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .stats import Summary, fmt
+from .stats import Summary, fmt, percentile
 
 
 def live_sections():
-    from . import live
+    from . import flood, live
 
-    return [("live", lambda work: live.run_all(work))]
+    return [("live", lambda work: live.run_all(work)), ("flood", lambda work: flood.run(work))]
 
 
 def _table(rows: list[Summary], baseline: Summary | None = None, baseline_label: str = "") -> list[str]:
@@ -95,6 +95,31 @@ def write(sections: dict, *, machine: str, elapsed: float, out: Path) -> None:
             "",
             "A typist on daphne process A (`?board=bench`), a kiosk on process B, one redis-server.",
             "Updates are sent 4 a second so that the 5-a-second board limit never holds one back.",
+            "",
+        ]
+    flood = sections.get("flood")
+    if flood:
+        alone = Summary.of("calm socket alone", flood["calm_alone_latencies_us"])
+        during = Summary.of("calm socket while another floods", flood["calm_latencies_us"])
+        p95 = {
+            s.name: percentile(values, 95)
+            for s, values in ((alone, flood["calm_alone_latencies_us"]), (during, flood["calm_latencies_us"]))
+        }
+        closed = flood["flood_closed_code"]
+        lines += [
+            "## 6. A flood beside a calm socket",
+            "",
+            "One socket sends updates as fast as it can (reconnecting when closed) while a calm socket on",
+            "the same daphne process sends 10 updates a second; latency is the calm socket's update to its",
+            "prediction.",
+            "",
+            *_table([alone, during], alone, "alone"),
+            "",
+            f"- Calm socket p95: {fmt(p95[alone.name] / 1000)} ms alone, **{fmt(p95[during.name] / 1000)} ms "
+            "during the flood** (goal: under 50 ms).",
+            f"- The flooder sent {flood['flood_sent']:,} frames (counted at the client; many never left its kernel "
+            f"buffers), got {flood['flood_answered']:,} answers, and was closed with "
+            f"{closed if closed else 'no close code'} over {flood['flood_connections']} connection(s).",
             "",
         ]
     (out / "benchmarks.md").write_text("\n".join(lines) + "\n")

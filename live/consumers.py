@@ -15,6 +15,7 @@ Health data never leaves this module except in the reply to its owner: frames ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -33,12 +34,24 @@ from ml_engine.schema import FEATURE_KEYS, FeatureValidationError, clean_feature
 from ml_engine.services import Prediction, predict
 
 from .boards import PRUNE_SECONDS, BoardPublisher, announce, board_store, group_name, stats, valid_board
+from .ratelimit import FloodGuard, Verdict
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_MESSAGE_TOO_BIG_APP = 4009  # the same, where the server only lets applications send 1000/3000-4999
+CLOSE_INTERNAL_ERROR = 1011  # a kiosk whose board state or channel layer failed
+CLOSE_POLICY_VIOLATION = 1008  # kept flooding after the rate_limited warning
+CLOSE_POLICY_VIOLATION_APP = 4008
+# Flood control (live/ratelimit.py): every received frame takes a token; 100 a second sustained
+# with a burst of 200 is far beyond typing or pasting. Past it the client is told once with
+# RATE_LIMITED; still flooding 2 s later (and more than a burst of frames later), it is closed.
+FLOOD_RATE = 100.0
+FLOOD_BURST = 200.0
+FLOOD_CLOSE_AFTER = 2.0
+RATE_LIMITED = {"type": "error", "seq": None, "code": "rate_limited", "detail": "Too many messages; slow down."}
+YIELD_EVERY = 64  # frames read in a row from a backlog before letting other sockets run
 MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exactly
 
 # Inference that may take longer than ~100 µs (scikit-learn, or a first model load that reads the
@@ -74,10 +87,28 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
         self._pending: tuple[int, dict[str, float | None]] | None = None
         self._answering: asyncio.Task | None = None
         self._open = True
+        self._flood = FloodGuard(rate=FLOOD_RATE, burst=FLOOD_BURST, close_after=FLOOD_CLOSE_AFTER)
         # An opaque id for the kiosk: it names this socket, nothing about the person.
         self._publisher = BoardPublisher(self.board, secrets.token_urlsafe(9)) if self.board else None
         await self.accept()
         metrics.OPEN_WEBSOCKETS.labels("live").inc()
+
+    async def __call__(self, scope, receive, send) -> None:
+        # Channels' loop (await_many_dispatch) makes a task and an asyncio.wait per message, which
+        # lets a flooding client's backlog outgrow what the consumer reads. With no channel layer
+        # to listen on, read the socket directly, yielding now and then during a backlog.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        handled = 0
+        try:
+            while True:
+                await self.dispatch(await receive())
+                handled += 1
+                if handled % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch closes stale database connections before every message through
@@ -104,40 +135,48 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
         if not self._open:
             return
         if _too_big(text_data, bytes_data):
-            await self._close_too_big()
+            await self._close(CLOSE_MESSAGE_TOO_BIG, CLOSE_MESSAGE_TOO_BIG_APP, "Frame over 64 KiB")
             return
+        verdict = self._flood.frame()
+        if verdict is Verdict.CLOSE:
+            await self._close(CLOSE_POLICY_VIOLATION, CLOSE_POLICY_VIOLATION_APP, "Too many messages")
+            return
+        if verdict is Verdict.WARN:
+            await self._send_json(RATE_LIMITED)
+        # Over the limit, a frame is still read and merged (so the newest state is never lost and
+        # is answered once the client slows down), but nothing is sent for it.
+        error = self._take(text_data)
+        if error is not None and verdict is Verdict.OK:
+            await self._send_json(error)
+
+    def _take(self, text_data: str | None) -> dict[str, Any] | None:
+        """Read one frame into the session's state; the error reply when it is refused."""
         if text_data is None:
-            await self._bad("bad_message", "Send JSON text frames; binary frames are not understood.")
-            return
+            return _bad("bad_message", "Send JSON text frames; binary frames are not understood.")
         try:
             content = json.loads(text_data, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
-            await self._bad("bad_json", "The frame is not valid JSON.")
-            return
+            return _bad("bad_json", "The frame is not valid JSON.")
         if not isinstance(content, dict) or content.get("type") not in ("update", "reset"):
-            await self._bad("bad_message", 'Expected an object with "type" "update" or "reset".')
-            return
+            return _bad("bad_message", 'Expected an object with "type" "update" or "reset".')
         seq = content.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
-            await self._bad("bad_message", f'"seq" must be an integer from 0 to {MAX_SEQ}.')
-            return
+            return _bad("bad_message", f'"seq" must be an integer from 0 to {MAX_SEQ}.')
         if seq <= self._last_seq:
-            await self._bad("bad_message", f'"seq" must grow: {seq} is not after {self._last_seq}.')
-            return
+            return _bad("bad_message", f'"seq" must grow: {seq} is not after {self._last_seq}.')
         if content["type"] == "reset":
             self._accept(seq, dict.fromkeys(FEATURE_KEYS))
-            return
+            return None
         features = content.get("features")
         if not isinstance(features, dict):
-            await self._bad("bad_message", 'An update needs "features": an object of feature values.')
-            return
+            return _bad("bad_message", 'An update needs "features": an object of feature values.')
         try:
             state = clean_features({**self._state, **features}, allow_empty=True)
         except FeatureValidationError as exc:
             metrics.INVALID_INPUTS.labels("ws").inc()
-            await self._send_json({"type": "error", "seq": seq, "errors": exc.errors})
-            return
+            return {"type": "error", "seq": seq, "errors": exc.errors}
         self._accept(seq, state)
+        return None
 
     def _accept(self, seq: int, state: dict[str, float | None]) -> None:
         """Make ``state`` current and make sure the newest seq gets answered (latest wins)."""
@@ -152,6 +191,11 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
     async def _answer_pending(self) -> None:
         try:
             while self._pending is not None and self._open:
+                delay = self._flood.reply_delay()  # 0 unless the client is flooding
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    if self._pending is None or not self._open:
+                        break
                 seq, state = self._pending
                 self._pending = None
                 await self._answer(seq, state)
@@ -189,30 +233,31 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_inference_pool, _predict_blocking, state)
 
-    async def _bad(self, code: str, detail: str) -> None:
-        await self._send_json({"type": "error", "seq": None, "code": code, "detail": detail})
-
     async def _send_json(self, content: dict[str, Any]) -> None:
         if self._open:
             await self.send(text_data=json.dumps(content))
 
-    async def _close_too_big(self) -> None:
+    async def _close(self, code: int, app_code: int, reason: str) -> None:
         self._open = False
         metrics.OPEN_WEBSOCKETS.labels("live").dec()
         if self._answering is not None:
             self._answering.cancel()
         try:
-            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+            await self.close(code=code)
         except Exception:
-            # Autobahn (under daphne) lets an application close only with 1000 or 3000-4999; run
-            # daphne with --websocket-max-message-size 65536 so it sends 1009 itself before a
-            # frame this big reaches the consumer. If it does reach us anyway, still close.
-            await self.close(code=CLOSE_MESSAGE_TOO_BIG_APP, reason="Frame over 64 KiB")
+            # Autobahn (under daphne) lets an application close only with 1000 or 3000-4999.
+            # project.serve lets 1008 and 1009 through (and daphne sends 1009 itself for a frame
+            # over --websocket-max-message-size); under a plain daphne, close with 4000 + the code.
+            await self.close(code=app_code, reason=reason)
 
     def _board_from_query(self) -> str | None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         name = (query.get("board") or [""])[-1]
         return name if valid_board(name) else None
+
+
+def _bad(code: str, detail: str) -> dict[str, Any]:
+    return {"type": "error", "seq": None, "code": code, "detail": detail}
 
 
 def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
@@ -229,6 +274,19 @@ def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
 class KioskConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/kiosk/<board>/``: a snapshot of the board, then its sessions' events (read-only)."""
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            # The channel layer failed (Redis down or restarted): end this socket without a
+            # traceback; the kiosk page reconnects and rebuilds itself from a new snapshot.
+            logger.warning("Kiosk socket ended: channel layer failed (%s).", type(exc).__name__)
+            self._pruner = getattr(self, "_pruner", None)
+            with contextlib.suppress(Exception):
+                await self.disconnect(CLOSE_INTERNAL_ERROR)
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR})
+
     async def connect(self):
         self.board = self.scope["url_route"]["kwargs"]["board"]
         self.group = group_name(self.board)
@@ -243,7 +301,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         except Exception as exc:
             # No board state (Redis down): close so the kiosk reconnects and rebuilds later.
             logger.warning("Board %s: snapshot failed (%s).", self.board, type(exc).__name__)
-            await self.close(code=1011)
+            await self.close(code=CLOSE_INTERNAL_ERROR)
             return
         await self.send_json(
             {
@@ -275,6 +333,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         if self._pruner is not None:
             self._pruner.cancel()
         if getattr(self, "_counted", False):
+            self._counted = False
             metrics.OPEN_WEBSOCKETS.labels("kiosk").dec()
         try:
             await self.channel_layer.group_discard(self.group, self.channel_name)

@@ -1,5 +1,6 @@
 """The deployment files: docker compose stack, Dockerfile and production settings."""
 
+import ast
 import os
 import re
 import subprocess
@@ -113,3 +114,25 @@ def test_check_deploy_is_clean_in_production():
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+SECURITY = (
+    "from django.conf import settings as s; "
+    "print(repr((s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, s.SECURE_PROXY_SSL_HEADER)))"
+)
+
+
+def _security_settings(**env) -> tuple:
+    result = _manage("shell", "-c", SECURITY, DJANGO_SECRET_KEY="a-long-random-production-key-0123456789-abc", **env)
+    assert result.returncode == 0, result.stderr
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+
+
+def test_security_settings_are_secure_by_default_and_configurable_from_the_environment():
+    assert _security_settings() == (True, True, 31536000, None)
+    assert _security_settings(
+        DJANGO_SESSION_COOKIE_SECURE="0",
+        DJANGO_CSRF_COOKIE_SECURE="0",
+        DJANGO_SECURE_HSTS_SECONDS="60",
+        DJANGO_SECURE_PROXY_SSL_HEADER="1",
+    ) == (False, False, 60, ("HTTP_X_FORWARDED_PROTO", "https"))

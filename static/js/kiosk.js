@@ -9,6 +9,7 @@ const emptyEl = document.getElementById("kiosk-empty");
 const connectionEl = document.getElementById("kiosk-connection");
 const clockEl = document.getElementById("kiosk-clock");
 const BANDS = ["low", "moderate", "high"];
+const RETRY_MAX_MS = 2000;
 
 const sessions = new Map(); // id -> {risk, band, updated_at}
 let attempt = 0;
@@ -94,8 +95,9 @@ function connect() {
     }
   });
   socket.addEventListener("close", () => {
-    // Exponential backoff with jitter, capped at 5 s so a board recovers quickly.
-    const delay = Math.min(5000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    // Exponential backoff with jitter, capped at 2 s: a board is back within ~2 s of its server
+    // (or Redis) returning, and a handful of kiosks retrying every 1-2 s costs nothing.
+    const delay = Math.min(RETRY_MAX_MS, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt += 1;
     setConnection("closed", `offline, retrying in ${Math.ceil(delay / 1000)} s`);
     setTimeout(connect, delay);

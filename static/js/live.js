@@ -6,8 +6,12 @@
 const form = document.getElementById("assessment-form");
 const panel = document.getElementById("live-panel");
 
+// The page's ?board=NAME puts this session on that kiosk board (the server checks the name).
+const board = new URLSearchParams(location.search).get("board");
+const boardQuery = board ? `?board=${encodeURIComponent(board)}` : "";
+
 const BACKOFF_FIRST_MS = 500;
-const BACKOFF_MAX_MS = 15000;
+const BACKOFF_MAX_MS = 5000;
 
 if (form && panel && "WebSocket" in window) {
   start();
@@ -224,10 +228,7 @@ function start() {
     clearTimeout(retryTimer);
     retryTimer = null;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    // A clinic tablet opened at /?board=lobby shows its (anonymous) results on that kiosk board.
-    const board = new URLSearchParams(location.search).get("board");
-    const query = board ? `?board=${encodeURIComponent(board)}` : "";
-    const ws = new WebSocket(`${scheme}//${location.host}/ws/predict/${query}`);
+    const ws = new WebSocket(`${scheme}//${location.host}/ws/predict/${boardQuery}`);
     socket = ws;
     ws.addEventListener("open", () => {
       attempt = 0;
