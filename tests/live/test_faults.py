@@ -17,7 +17,7 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from tests.live.test_page_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _require_chromium
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, require_chromium
 from tests.servers import DaphneServer, daphne_servers
 
 TIMEOUT = 30
@@ -46,7 +46,7 @@ def percent(risk: float) -> str:
 
 @pytest.fixture
 def browser():
-    _require_chromium()
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
