@@ -186,14 +186,14 @@ async def idle_sockets(url: str, pid: int, target: int) -> dict:
     }
 
 
-async def kiosk_fanout(live_url: str, kiosk_url: str, n: int = 60) -> tuple[list[float], list[float]]:
+async def kiosk_fanout(live_url: str, kiosk_url: str, n: int = 60, warmup: int = 5) -> tuple[list[float], list[float]]:
     """A live socket on process A, a kiosk on process B: time from the update being sent (and from
     the prediction reaching the typist) to the kiosk event arriving."""
     from_send, from_prediction = [], []
     async with await _connect(kiosk_url) as kiosk, await _connect(live_url) as live:
         assert json.loads(await kiosk.recv())["type"] == "snapshot"
-        for i in range(n):
-            glucose = 60 + 2 * i
+        for i in range(warmup + n):
+            glucose = 60 + i
             t_send = time.perf_counter_ns()
             await live.send(json.dumps({"type": "update", "seq": i, "features": {**PERSON, "glucose": glucose}}))
             prediction = await _answer(live, i)
@@ -203,8 +203,9 @@ async def kiosk_fanout(live_url: str, kiosk_url: str, n: int = 60) -> tuple[list
                 if event.get("type") == "session" and event["risk"] == prediction["risk"]:
                     break
             t_kiosk = time.perf_counter_ns()
-            from_send.append((t_kiosk - t_send) / 1000)
-            from_prediction.append((t_kiosk - t_pred) / 1000)
+            if i >= warmup:  # the first publication also opens the publisher's Redis connections
+                from_send.append((t_kiosk - t_send) / 1000)
+                from_prediction.append((t_kiosk - t_pred) / 1000)
             await asyncio.sleep(0.25)  # stay under the 5-a-second board rate so each one is sent
     return from_send, from_prediction
 

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from ml_engine.models import ModelVersion
-from ml_engine.registry import active_model
+from ml_engine.registry import ArtifactError, load_version
 
 
 class Command(BaseCommand):
@@ -26,6 +26,9 @@ class Command(BaseCommand):
                 f"{m.get('roc_auc', float('nan')):>7.4f} {m.get('brier', float('nan')):>7.4f} "
                 f"{m.get('ece', float('nan')):>7.4f}  {r.data_sha256[:12]:<12}  {'*' if r.is_active else ''}"
             )
-        active_model.refresh()
-        if active_model.error:
-            self.stdout.write(self.style.ERROR(f"\nThe active version does not load: {active_model.error}"))
+        active = next((r for r in rows if r.is_active), None)
+        if active is not None:
+            try:
+                load_version(active)  # the same checks a serving process makes before it switches
+            except ArtifactError as exc:
+                self.stdout.write(self.style.ERROR(f"\nThe active version does not load: {exc}"))
