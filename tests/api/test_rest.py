@@ -8,18 +8,9 @@ from ml_engine.models import Assessment, ModelVersion
 from ml_engine.registry import active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES
 from ml_engine.services import MAX_INSTANCES, predict, predict_many
+from tests.samples import PERSON
 
 PREDICT = "/api/v1/predict"
-PERSON = {
-    "pregnancies": 2,
-    "glucose": 148,
-    "blood_pressure": 72,
-    "skin_thickness": 35,
-    "insulin": 120,
-    "bmi": 33.6,
-    "diabetes_pedigree": 0.627,
-    "age": 50,
-}
 PREDICTION_KEYS = {"id", "risk", "band", "label", "threshold", "contributions", "imputed", "warnings", "model"}
 
 

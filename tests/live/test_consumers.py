@@ -17,19 +17,11 @@ from live.routing import websocket_urlpatterns
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES
 from ml_engine.services import predict
+from tests.samples import PERSON
 
 TIMEOUT = 20  # generous: the test machine is shared
 
-FULL = {
-    "pregnancies": 2,
-    "glucose": 148,
-    "blood_pressure": 72,
-    "skin_thickness": 35,
-    "insulin": 120,
-    "bmi": 33.6,
-    "diabetes_pedigree": 0.627,
-    "age": 50,
-}
+FULL = PERSON  # every feature given
 
 application = URLRouter(websocket_urlpatterns)
 

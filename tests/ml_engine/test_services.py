@@ -3,17 +3,7 @@ import pytest
 from ml_engine import services
 from ml_engine.registry import active_model
 from ml_engine.schema import FeatureValidationError
-
-PERSON = {
-    "pregnancies": 2,
-    "glucose": 148,
-    "blood_pressure": 72,
-    "skin_thickness": 35,
-    "insulin": 120,
-    "bmi": 33.6,
-    "diabetes_pedigree": 0.627,
-    "age": 50,
-}
+from tests.samples import PERSON
 
 
 def test_prediction_has_every_contract_field(served_model):
