@@ -35,9 +35,10 @@ def require_chromium() -> None:
     pytest.importorskip("playwright.sync_api")
 
 
-def watch(page) -> dict:
-    """Record every request, console error and page error of ``page``."""
-    seen = {"requests": [], "console_errors": [], "page_errors": []}
+def watch(page, seen: dict | None = None) -> dict:
+    """Record every request, console error and page error of ``page`` (into ``seen`` if given)."""
+    if seen is None:
+        seen = {"requests": [], "console_errors": [], "page_errors": []}
     page.on("request", lambda request: seen["requests"].append(request.url))
     page.on("websocket", lambda socket: seen["requests"].append(socket.url))
     page.on("console", lambda message: seen["console_errors"].append(message.text) if message.type == "error" else None)

@@ -84,3 +84,19 @@ def server_env(_prepared_server_base, tmp_path):
     base = tmp_path / "server"
     shutil.copytree(_prepared_server_base, base)
     return ServerEnv(base)
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium, launched by Playwright (tests/browser.py)."""
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -17,7 +17,7 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, require_chromium
+from tests.browser import TIMEOUT_MS, watch
 from tests.servers import DaphneServer, daphne_servers
 
 TIMEOUT = 30
@@ -44,26 +44,10 @@ def percent(risk: float) -> str:
     return f"{round(risk * 1000) / 10:.0f}%"
 
 
-@pytest.fixture
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def watched_page(browser, seen: dict):
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
-    page.on("request", lambda request: seen["requests"].append(request.url))
-    page.on("websocket", lambda socket: seen["requests"].append(socket.url))
-    page.on("console", lambda m: seen["console_errors"].append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
+    watch(page, seen)
     return page
 
 

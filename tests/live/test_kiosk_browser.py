@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, require_chromium, watch
+from tests.browser import TIMEOUT_MS, watch
 from tests.servers import daphne_servers
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -17,51 +17,44 @@ def percent(text: str) -> float:
     return float(text.strip().rstrip("%"))
 
 
-def test_a_tile_appears_and_updates_as_someone_types(server_env):
-    require_chromium()
-    from playwright.sync_api import sync_playwright
+def test_a_tile_appears_and_updates_as_someone_types(server_env, browser):
+    with daphne_servers(server_env) as [server]:
+        kiosk = browser.new_page(viewport={"width": 1600, "height": 900})
+        kiosk.set_default_timeout(TIMEOUT_MS)
+        seen = watch(kiosk)
+        kiosk.goto(f"{server.http}/kiosk/")
+        kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
+        assert kiosk.is_visible("#kiosk-empty")
 
-    with daphne_servers(server_env) as [server], sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            kiosk = browser.new_page(viewport={"width": 1600, "height": 900})
-            kiosk.set_default_timeout(TIMEOUT_MS)
-            seen = watch(kiosk)
-            kiosk.goto(f"{server.http}/kiosk/")
-            kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
-            assert kiosk.is_visible("#kiosk-empty")
+        person = browser.new_page()
+        person.set_default_timeout(TIMEOUT_MS)
+        person.goto(f"{server.http}/?board=lobby")
+        person.wait_for_selector("#live-status[data-state='connected']")
+        person.type("#id_glucose", "180", delay=30)
+        person.type("#id_bmi", "38", delay=30)
+        person.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
 
-            person = browser.new_page()
-            person.set_default_timeout(TIMEOUT_MS)
-            person.goto(f"{server.http}/?board=lobby")
-            person.wait_for_selector("#live-status[data-state='connected']")
-            person.type("#id_glucose", "180", delay=30)
-            person.type("#id_bmi", "38", delay=30)
-            person.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
+        kiosk.wait_for_selector(".tile")
+        # The tile shows whole percent, the person's panel one decimal: they agree to 0.5 once
+        # both show the newest prediction (the last keystroke may still be in flight).
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            person_percent = percent(person.text_content("#live-risk-value"))
+            kiosk_percent = percent(kiosk.text_content(".tile .risk"))
+            if abs(person_percent - kiosk_percent) <= 0.5 + 1e-9:
+                break
+            assert time.monotonic() < deadline, (person_percent, kiosk_percent)
+            time.sleep(0.1)
+        first = kiosk.text_content(".tile .risk")
+        assert kiosk.text_content("#stat-active") == "1"
+        person.fill("#id_glucose", "")
+        person.type("#id_glucose", "85", delay=30)
+        kiosk.wait_for_function("before => document.querySelector('.tile .risk').textContent !== before", arg=first)
+        kiosk_text = kiosk.text_content("body")
+        assert "85" not in kiosk_text and "38" not in kiosk_text  # no measurement on the board
 
-            kiosk.wait_for_selector(".tile")
-            # The tile shows whole percent, the person's panel one decimal: they agree to 0.5 once
-            # both show the newest prediction (the last keystroke may still be in flight).
-            deadline = time.monotonic() + TIMEOUT_MS / 1000
-            while True:
-                person_percent = percent(person.text_content("#live-risk-value"))
-                kiosk_percent = percent(kiosk.text_content(".tile .risk"))
-                if abs(person_percent - kiosk_percent) <= 0.5 + 1e-9:
-                    break
-                assert time.monotonic() < deadline, (person_percent, kiosk_percent)
-                time.sleep(0.1)
-            first = kiosk.text_content(".tile .risk")
-            assert kiosk.text_content("#stat-active") == "1"
-            person.fill("#id_glucose", "")
-            person.type("#id_glucose", "85", delay=30)
-            kiosk.wait_for_function("before => document.querySelector('.tile .risk').textContent !== before", arg=first)
-            kiosk_text = kiosk.text_content("body")
-            assert "85" not in kiosk_text and "38" not in kiosk_text  # no measurement on the board
-
-            person.close()  # the session ends: the tile goes
-            kiosk.wait_for_selector(".tile", state="detached")
-            assert kiosk.text_content("#stat-active") == "0"
-            assert seen["console_errors"] == [] and seen["page_errors"] == []
-            assert all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"])
-        finally:
-            browser.close()
+        person.close()  # the session ends: the tile goes
+        kiosk.wait_for_selector(".tile", state="detached")
+        assert kiosk.text_content("#stat-active") == "0"
+        assert seen["console_errors"] == [] and seen["page_errors"] == []
+        assert all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"])

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, require_chromium, watch
+from tests.browser import TIMEOUT_MS, watch
 from tests.servers import daphne_servers
 
 SHOTS = os.environ.get("LIVE_SCREENSHOT_DIR")  # set to keep screenshots of the page
@@ -20,19 +20,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def browser_page(server_env):
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with daphne_servers(server_env) as [server], sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            seen = watch(page)
-            yield server, page, seen
-        finally:
-            browser.close()
+def browser_page(server_env, browser):
+    with daphne_servers(server_env) as [server]:
+        page = browser.new_page(viewport={"width": 1100, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        yield server, page, watch(page)
 
 
 def shot(page, name: str) -> None:
@@ -123,20 +115,13 @@ def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
     assert seen["page_errors"] == []
 
 
-def test_without_javascript_the_page_is_the_plain_form(server_env):
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with daphne_servers(server_env) as [server], sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(java_script_enabled=False).new_page()
-            page.goto(f"{server.http}/")
-            assert not page.is_visible("#live-panel")
-            page.fill("#id_glucose", "148")
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            assert urlparse(page.url).path == "/predict/"
-            assert "%" in page.text_content(".risk-value")
-        finally:
-            browser.close()
+def test_without_javascript_the_page_is_the_plain_form(server_env, browser):
+    with daphne_servers(server_env) as [server]:
+        page = browser.new_context(java_script_enabled=False).new_page()
+        page.goto(f"{server.http}/")
+        assert not page.is_visible("#live-panel")
+        page.fill("#id_glucose", "148")
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert urlparse(page.url).path == "/predict/"
+        assert "%" in page.text_content(".risk-value")
