@@ -181,6 +181,17 @@ def board_store() -> MemoryBoardStore | RedisBoardStore:
     return _store
 
 
+async def prune_forever(board: str) -> None:
+    """End, every PRUNE_SECONDS, the sessions of ``board`` whose process died without a goodbye."""
+    while True:
+        await asyncio.sleep(PRUNE_SECONDS)
+        try:
+            for session_id in await board_store().prune(board):
+                await announce(board, {"type": "session_end", "id": session_id})
+        except Exception as exc:
+            logger.warning("Board %s: pruning failed (%s); will retry.", board, type(exc).__name__)
+
+
 async def announce(board: str, event: dict) -> None:
     await group_send_quietly(group_name(board), {"type": "kiosk.event", "event": event})
 

@@ -33,7 +33,7 @@ from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FeatureValidationError, clean_features
 from ml_engine.services import Prediction, predict
 
-from .boards import PRUNE_SECONDS, BoardPublisher, announce, board_store, group_name, stats, valid_board
+from .boards import BoardPublisher, board_store, group_name, prune_forever, stats, valid_board
 from .ratelimit import FloodGuard, Verdict
 
 logger = logging.getLogger(__name__)
@@ -274,6 +274,11 @@ def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
 class KioskConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/kiosk/<board>/``: a snapshot of the board, then its sessions' events (read-only)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pruner: asyncio.Task | None = None
+        self._counted = False  # whether this socket is in the open-sockets gauge
+
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
@@ -281,7 +286,6 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
             # The channel layer failed (Redis down or restarted): end this socket without a
             # traceback; the kiosk page reconnects and rebuilds itself from a new snapshot.
             logger.warning("Kiosk socket ended: channel layer failed (%s).", type(exc).__name__)
-            self._pruner = getattr(self, "_pruner", None)
             with contextlib.suppress(Exception):
                 await self.disconnect(CLOSE_INTERNAL_ERROR)
             with contextlib.suppress(Exception):
@@ -290,7 +294,6 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.board = self.scope["url_route"]["kwargs"]["board"]
         self.group = group_name(self.board)
-        self._pruner = None
         # Join the group before reading the snapshot, so no event falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -311,17 +314,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
                 "stats": stats(entries),
             }
         )
-        self._pruner = asyncio.get_running_loop().create_task(self._prune_forever())
-
-    async def _prune_forever(self):
-        """Sessions whose process died without a goodbye disappear within the expiry time."""
-        while True:
-            await asyncio.sleep(PRUNE_SECONDS)
-            try:
-                for session_id in await board_store().prune(self.board):
-                    await announce(self.board, {"type": "session_end", "id": session_id})
-            except Exception as exc:
-                logger.warning("Board %s: pruning failed (%s); will retry.", self.board, type(exc).__name__)
+        self._pruner = asyncio.get_running_loop().create_task(prune_forever(self.board))
 
     async def kiosk_event(self, message):
         await self.send_json(message["event"])
@@ -332,7 +325,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if self._pruner is not None:
             self._pruner.cancel()
-        if getattr(self, "_counted", False):
+        if self._counted:
             self._counted = False
             metrics.OPEN_WEBSOCKETS.labels("kiosk").dec()
         try:

@@ -106,9 +106,6 @@ async def test_withdraw_ends_the_session(application):
 async def test_sessions_of_a_dead_process_expire(application, monkeypatch):
     monkeypatch.setattr(boards, "EXPIRY_SECONDS", 0.3)
     monkeypatch.setattr(boards, "PRUNE_SECONDS", 0.1)
-    import live.consumers
-
-    monkeypatch.setattr(live.consumers, "PRUNE_SECONDS", 0.1)
     # An entry nobody refreshes, as if its process had died.
     await boards.board_store().put(
         "lobby", boards.Entry(id="ghost", risk=0.5, band="high", updated_at=boards.now_iso())
