@@ -84,7 +84,7 @@ def test_web_command_runs_daphne_after_migrate_and_train_if_missing():
 
 def test_compose_daphne_flags_match_make_run():
     makefile = (ROOT / "Makefile").read_text()
-    flags = re.search(r"^DAPHNE_FLAGS \?= (.*)$", makefile, re.M).group(1).split()
+    flags = re.search(r"^DAPHNE_FLAGS \?=(.*)$", makefile, re.M).group(1).split()
     dockerfile = (ROOT / "Dockerfile").read_text()
     for flag in flags:
         assert f'"{flag}"' in dockerfile
