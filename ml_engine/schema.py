@@ -208,20 +208,32 @@ def _truncate(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# At most this many unknown keys are named in an error, then how many more there were: an error
+# never grows with the input (README: "Hardening").
+MAX_UNKNOWN_REPORTED = 3
+
+
 def clean_features(raw: Any, *, allow_empty: bool = False) -> dict[str, float | None]:
     """Validate a mapping of feature values and return it with every key present.
 
     Absent keys and ``None`` become ``None`` (the pipeline imputes them). Unknown keys, bad values
     and an input without a single feature raise ``FeatureValidationError`` naming every problem at
-    once. ``allow_empty`` is for merges where an all-``None`` state is meaningful.
+    once, except that only the first ``MAX_UNKNOWN_REPORTED`` unknown keys are named and the rest
+    are counted. ``allow_empty`` is for merges where an all-``None`` state is meaningful.
     """
     if not isinstance(raw, Mapping):
         raise FeatureValidationError({"non_field_errors": [f"Features must be an object; got {_describe(raw)}."]})
     errors: dict[str, list[str]] = {}
+    unknown = 0
     for key in raw:
         if key not in FEATURES_BY_KEY:
-            name = _truncate(key if isinstance(key, str) else repr(key), 40)
-            errors[name] = [f"Unknown feature {name}; expected one of: {', '.join(FEATURE_KEYS)}."]
+            unknown += 1
+            if unknown <= MAX_UNKNOWN_REPORTED:  # the error stays small whatever the input holds
+                name = _truncate(key if isinstance(key, str) else repr(key), 40)
+                errors[name] = [f"Unknown feature {name}; expected one of: {', '.join(FEATURE_KEYS)}."]
+    if unknown > MAX_UNKNOWN_REPORTED:
+        more = f"{unknown - MAX_UNKNOWN_REPORTED} more unknown features not listed."
+        errors.setdefault("non_field_errors", []).append(more)
     cleaned: dict[str, float | None] = {}
     for feature in FEATURES:
         value = raw.get(feature.key)

@@ -3,17 +3,19 @@ calls these functions and only translates their input and output."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import numpy
 import sklearn
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from . import metrics
@@ -100,12 +102,63 @@ def predict(*, features: Mapping[str, Any], interface: str = "rest") -> Predicti
     except FeatureValidationError:
         metrics.INVALID_INPUTS.labels(interface).inc()
         raise
+    return _predict_cleaned(cleaned, interface=interface, started=started)
+
+
+def _predict_cleaned(cleaned: dict[str, float | None], *, interface: str, started: float) -> Prediction:
     served = active_model.get()
     risk, contributions = served.model.predict_one([cleaned[key] for key in FEATURE_KEYS])
     prediction = _explain(served, cleaned, risk, contributions)
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc()
     return prediction
+
+
+# The live socket (README: "Live predictions (WebSocket)"): a session keeps a merged state that
+# each update changes; live_state_merge validates an update as soon as it arrives, and
+# predict_live answers only the newest state (the consumer skips states overtaken by newer ones).
+
+# Inference that may take longer than ~100 µs (scikit-learn, or a first model load that reads the
+# database) runs here: a few dedicated threads, never asgiref's single thread-sensitive executor
+# that Django's sync views and ORM calls from async code share.
+_live_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="live-predict")
+
+
+def live_state_merge(*, state: Mapping[str, float | None], update: Mapping[str, Any]) -> dict[str, float | None]:
+    """``state`` with the keys of ``update`` replaced (``None`` clears a key), validated whole.
+
+    Raises FeatureValidationError (counted as an invalid ``ws`` input) when the merged state is
+    not acceptable; ``state`` itself is never changed. The result may be all ``None``.
+    """
+    try:
+        return clean_features({**state, **update}, allow_empty=True)
+    except FeatureValidationError:
+        metrics.INVALID_INPUTS.labels("ws").inc()
+        raise
+
+
+async def predict_live(*, features: dict[str, float | None]) -> Prediction | None:
+    """Risk for a state returned by ``live_state_merge``; None when it has no value to predict from.
+
+    With the folded model (a few µs) this runs inline on the event loop; otherwise (scikit-learn,
+    or a first model load that reads the database) on the live inference threads. Raises
+    ModelUnavailable when no model can serve.
+    """
+    if all(value is None for value in features.values()):
+        return None
+    started = time.perf_counter()
+    served = active_model.current
+    if served is not None and served.model.fast is not None:
+        return _predict_cleaned(features, interface="ws", started=started)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_live_pool, _predict_off_loop, features, started)
+
+
+def _predict_off_loop(features: dict[str, float | None], started: float) -> Prediction:
+    try:
+        return _predict_cleaned(features, interface="ws", started=started)
+    finally:
+        close_old_connections()  # a first model load may have opened a connection in this thread
 
 
 def _check_batch_size(instances: Any) -> None:

@@ -8,6 +8,7 @@ from ml_engine.schema import (
     FEATURE_KEYS,
     FEATURES,
     FEATURES_BY_KEY,
+    MAX_UNKNOWN_REPORTED,
     FeatureValidationError,
     clean_features,
     clean_matrix,
@@ -84,6 +85,17 @@ def test_unknown_keys_are_listed_with_the_known_ones():
         clean_features({"glucose": 100, "weight": 80})
     assert "Unknown feature weight" in info.value.errors["weight"][0]
     assert "glucose" in info.value.errors["weight"][0]
+
+
+def test_only_a_few_unknown_keys_are_named_and_the_rest_counted():
+    raw = {"glucose": 100, **{f"unknown_{i}_" + "x" * 100: 1 for i in range(480)}}
+    with pytest.raises(FeatureValidationError) as info:
+        clean_features(raw)
+    errors = info.value.errors
+    named = [key for key in errors if key != "non_field_errors"]
+    assert len(named) == MAX_UNKNOWN_REPORTED and all(len(key) <= 40 for key in named)
+    assert errors["non_field_errors"] == [f"{480 - MAX_UNKNOWN_REPORTED} more unknown features not listed."]
+    assert len(str(errors)) < 1500  # bounded whatever the input holds
 
 
 @pytest.mark.parametrize("raw", [{}, {"glucose": None}, dict.fromkeys(FEATURE_KEYS)])
