@@ -38,7 +38,7 @@ endif
 
 # The compose stack for real (tests/compose): two web replicas behind the proxy, through one port.
 compose-test: $(BIN)/.dev
-	DJANGO_DEBUG=1 $(BIN)/python -m pytest -m compose tests/compose -s -v $(PYTEST_ARGS)
+	DJANGO_DEBUG=1 $(BIN)/python -m pytest -m compose tests/compose -s -v --timeout 1800 $(PYTEST_ARGS)
 
 # Settings for `docker compose`: a random secret key and database password, made once, never committed.
 .env:
