@@ -88,8 +88,10 @@ def main() -> int:
         if wanted("attacks"):
             print("attacks ...", flush=True)
             sections["attacks"] = attacks.run(work=work)
-    report.write(sections, machine=machine(), elapsed=time.monotonic() - started, out=ROOT / "docs")
-    print(f"wrote docs/benchmarks.md in {time.monotonic() - started:.0f} s")
+    # A partial run (--only) must not replace the full report in docs/.
+    out = work / "docs" if only or "--inference-only" in sys.argv else ROOT / "docs"
+    report.write(sections, machine=machine(), elapsed=time.monotonic() - started, out=out)
+    print(f"wrote {out / 'benchmarks.md'} in {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -9,7 +9,7 @@ it) sends a REST prediction and a live-socket keystroke five times a second. The
 peak rise of resident memory over the warmed-up process and the calm client's latency; the goal is
 that no attack raises a daphne process by more than 100 MiB.
 
-The attacks (README: "Limits"), each bounded in count and time:
+The attacks (README: "Benchmarks"), each bounded in count and time:
 
 1. ~5 KB frames with 480 unknown keys, on 400 live sockets;
 2. 700 live sessions on one kiosk board, then a kiosk connects;
@@ -296,10 +296,9 @@ async def unknown_keys_frames(server: DaphneServer) -> list[str]:
         await asyncio.gather(*(one() for _ in range(50)))
     await asyncio.sleep(1)
     gauge = await asyncio.to_thread(_open_live_gauge, server.port)
-    largest = max(reply_sizes) if reply_sizes else 0
     return [
         f"{len(frame):,}-byte frame on 400 sockets: " + ", ".join(f"{v} {k}" for k, v in outcomes.most_common()),
-        f"largest reply {largest:,} bytes",
+        f"largest reply {max(reply_sizes):,} bytes" if reply_sizes else "no reply frame",
         f"open live sockets gauge afterwards: {gauge:g} (the calm client holds 1)"
         if gauge is not None
         else "open live sockets gauge: not readable",
@@ -505,7 +504,7 @@ def _half_open(port: int, count: int, seconds: float) -> list[str]:
     ]
 
 
-async def half_open(server: DaphneServer, count: int = 500, seconds: float = 20.0) -> list[str]:
+async def half_open(server: DaphneServer, count: int = 500, seconds: float = 15.0) -> list[str]:
     """5b. ``count`` HTTP connections that never finish their request headers."""
     return await asyncio.to_thread(_half_open, server.port, count, seconds)
 
@@ -570,7 +569,7 @@ def _write_paths(port: int, seconds: float) -> list[str]:
     return notes
 
 
-async def write_paths(server: DaphneServer, seconds: float = 8.0) -> list[str]:
+async def write_paths(server: DaphneServer, seconds: float = 6.0) -> list[str]:
     """6. Every write path back to back from one address: form, V2 batches, WebSocket connects."""
     notes = await asyncio.to_thread(_write_paths, server.port, seconds)
     outcomes: Counter = Counter()
@@ -639,7 +638,7 @@ class Attack:
     run: Callable
 
 
-async def no_attack(server: DaphneServer, seconds: float = 8.0) -> list[str]:
+async def no_attack(server: DaphneServer, seconds: float = 6.0) -> list[str]:
     """0. Nothing: the calm client alone, the baseline of every other row."""
     await asyncio.sleep(seconds)
     return [f"{seconds:.0f} s of the calm client alone"]

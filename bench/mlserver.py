@@ -107,23 +107,23 @@ def build_venv(log) -> Path:
     return venv
 
 
-def export_model(env: ServerEnv, version: str, folder: Path) -> Path:
-    """The active model's ``model.joblib``: through ``manage.py models export`` where the project
-    has it, else copied from the model folder."""
+def export_model(env: ServerEnv, version: str, folder: Path) -> tuple[Path, str]:
+    """The active model's ``model.joblib`` and how it was got: through ``manage.py models export``
+    where the project has it, else copied from the model folder."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "model.joblib"
     result = env.manage("models", "export", version, "--dir", str(folder), check=False)
     if result.returncode == 0:
-        found = target if target.exists() else next(folder.rglob("model.joblib"), None)
+        found = target if target.exists() else next(folder.rglob("*.joblib"), None)
         if found is not None:
             if found != target:
                 shutil.copyfile(found, target)
-            return target
+            return target, f"`manage.py models export {version} --dir D`"
     source = env.base / "models" / version / "model.joblib"
     if not source.exists():
         raise Skip(f"cannot export model {version}: {result.stderr.strip()[-300:] or 'no artifact on disk'}")
     shutil.copyfile(source, target)
-    return target
+    return target, "copied from MODEL_DIR"
 
 
 def _wait_ready(port: int, proc: subprocess.Popen, path: str, timeout: float = 120.0) -> None:
@@ -396,7 +396,7 @@ def run(*, work: Path, version: str, rows: np.ndarray, keys: list[str]) -> dict:
             venv = build_venv(log)
         env = ServerEnv(work, extra={"API_THROTTLE_ANON": ""})
         folder = work / "mlserver-model"
-        artifact = export_model(env, version, folder)
+        artifact, exported_by = export_model(env, version, folder)
         complete = _complete_rows(rows)
         with MLServer(venv, folder, version) as mlserver, daphne_servers(env, 1) as (daphne,):
             ours = Target("this project", daphne.port, daphne.proc.pid, "risk")
@@ -411,7 +411,7 @@ def run(*, work: Path, version: str, rows: np.ndarray, keys: list[str]) -> dict:
             if difference > 1e-9:
                 raise RuntimeError(f"the servers disagree by {difference:.3g} on the same rows")
             thousand = np.resize(complete, (BATCH_ROWS, complete.shape[1]))
-            result: dict = {"agreement": difference, "agreement_rows": len(sample)}
+            result: dict = {"agreement": difference, "agreement_rows": len(sample), "exported_by": exported_by}
             for target in (theirs, ours):  # MLServer first: neither server gains from going second
                 latencies, cpu_ms = one_row(target, complete)
                 result[target.name] = {
