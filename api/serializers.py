@@ -15,7 +15,6 @@ from rest_framework import serializers
 from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, FeatureValidationError, clean_features, value_error
 from ml_engine.services import MAX_INSTANCES
 
-
 # At most this many unknown keys are named in an error; the rest are counted ("and N more"), so
 # an object with 200,000 unknown keys costs one pass over its keys and a small 400 body.
 MAX_NAMED_UNKNOWN = 3

@@ -213,7 +213,7 @@ class _AcceptFailureLog:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         logger.error(
             "Refusing new connections: out of file descriptors (limit %s; %s more failures since the last "
-            "report). README: \"Limits\".",
+            'report). README: "Limits".',
             soft,
             self.missed,
         )
