@@ -92,6 +92,45 @@ class CanPredict(permissions.BasePermission):
         return _scoped_key(request, ApiKey.Scope.PREDICT) is not None or _staff(request) is not None
 
 
+class PredictAccess:
+    """For prediction views: open by default; with DJANGO_API_REQUIRE_KEY_FOR_PREDICT, a key with
+    the ``predict`` scope or a staff session. Credentials are only read when the setting is on,
+    so open predictions never touch the key table."""
+
+    def get_authenticators(self) -> list[Any]:
+        if not settings.API_REQUIRE_KEY_FOR_PREDICT:
+            return []
+        return [ApiKeyAuthentication(), StaffSessionAuthentication()]
+
+    def get_permissions(self) -> list[Any]:
+        return [CanPredict()]
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+        if request.authenticators and not request.successful_authenticator:
+            raise exceptions.NotAuthenticated(message)
+        super().permission_denied(request, message, code)
+
+
+def predict_access_error(request: Any) -> tuple[int, str] | None:
+    """The same rule for plain Django views (V2): None when the request may predict, else the
+    status (401 or 403) and a message."""
+    if not settings.API_REQUIRE_KEY_FOR_PREDICT:
+        return None
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return None  # V2 views are CSRF exempt, but a staff member's browser only reads here
+    key = KeyParser().get(request)
+    if not key:
+        return 401, CanPredict.message
+    try:
+        api_key = ApiKey.objects.get_from_key(key)
+    except ApiKey.DoesNotExist:
+        return 401, "This API key is not valid (unknown, revoked or expired)."
+    if api_key.has_expired:
+        return 401, "This API key is not valid (unknown, revoked or expired)."
+    return None if api_key.has_scope(ApiKey.Scope.PREDICT) else (403, CanPredict.message)
+
+
 def recorder_for(request: Request) -> Recorder:
     """The audit identity of whoever passed ``CanRecordOutcomes``: staff first, else the key."""
     user = _staff(request)

@@ -36,7 +36,14 @@ from ml_engine.services import (
     predict_many,
 )
 
-from .access import ApiKeyAuthentication, CanRecordOutcomes, IsStaff, StaffSessionAuthentication, recorder_for
+from .access import (
+    ApiKeyAuthentication,
+    CanRecordOutcomes,
+    IsStaff,
+    PredictAccess,
+    StaffSessionAuthentication,
+    recorder_for,
+)
 from .schema import RequiredBodySchema
 from .serializers import ErrorsSerializer, FeaturesSerializer, InstancesField, PredictionSerializer, StrictSerializer
 
@@ -82,8 +89,9 @@ NO_MODEL = _error(
 )
 
 
-class PredictApi(APIView):
-    """Risk of diabetes within five years for one person (``features``) or many (``instances``)."""
+class PredictApi(PredictAccess, APIView):
+    """Risk of diabetes within five years for one person (``features``) or many (``instances``).
+    Open to anyone unless DJANGO_API_REQUIRE_KEY_FOR_PREDICT asks for a key (``PredictAccess``)."""
 
     schema = RequiredBodySchema()
 

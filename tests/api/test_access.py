@@ -160,3 +160,27 @@ def test_staff_change_an_outcome_in_the_admin_with_an_audit_row(client, assessme
         (None, 1),
         (1, 0),
     ]
+
+
+V2_INFER = "/v2/models/diabetes/infer"
+V2_BODY = {
+    "inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8], "data": [2, 148, 72, 35, 120, 33.6, 0.6, 50]}]
+}
+
+
+def test_predictions_are_open_by_default(client, served_model):
+    assert post_json(client, PREDICT, {"features": PERSON}).status_code == 200
+    assert post_json(client, V2_INFER, V2_BODY).status_code == 200
+
+
+def test_predictions_can_require_a_predict_key(client, served_model, settings, outcomes_key):
+    settings.API_REQUIRE_KEY_FOR_PREDICT = True
+    assert "predict scope" in errors(post_json(client, PREDICT, {"features": PERSON}), 401)
+    anonymous_v2 = post_json(client, V2_INFER, V2_BODY)
+    assert anonymous_v2.status_code == 401 and "predict scope" in anonymous_v2.json()["error"]
+    assert errors(post_json(client, PREDICT, {"features": PERSON}, **outcomes_key), 403)
+    assert post_json(client, V2_INFER, V2_BODY, **outcomes_key).status_code == 403
+    _, key = ApiKey.objects.create_key(name="partner", scopes=["predict"])
+    keyed = {"HTTP_AUTHORIZATION": f"Api-Key {key}"}
+    assert post_json(client, PREDICT, {"features": PERSON}, **keyed).status_code == 200
+    assert post_json(client, V2_INFER, V2_BODY, **keyed).status_code == 200
