@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,14 +21,25 @@ from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, ModelActivation, ModelVersion
+from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
 from .registry import ArtifactError, ServedModel, active_model, load_version, write_artifact
-from .schema import FEATURE_KEYS, FEATURES, FeatureValidationError, clean_features
+from .schema import (
+    FEATURE_KEYS,
+    FEATURES,
+    FeatureValidationError,
+    clean_features,
+    clean_matrix,
+    invalid_cells,
+    value_error,
+)
 from .training import Dataset, load_dataset, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
 
 MAX_INSTANCES = 1000
+# Only these outcomes feed `train --from-db` (README: "Access and roles").
+TRUSTED_OUTCOME_SOURCES = (Assessment.OutcomeSource.API_KEY, Assessment.OutcomeSource.STAFF)
+_WHOLE = tuple(f.integer for f in FEATURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,36 +164,105 @@ def _predict_off_loop(features: dict[str, float | None], started: float) -> Pred
         close_old_connections()  # a first model load may have opened a connection in this thread
 
 
-def predict_many(*, instances: Sequence[Any], interface: str = "rest") -> list[Prediction]:
-    """Risks for 1 to MAX_INSTANCES people in one vectorised model call, in input order.
-    Errors name the instance: ``instances[3].glucose``."""
-    started = time.perf_counter()
-    if not isinstance(instances, Sequence) or isinstance(instances, str | bytes) or not instances:
+def _check_batch_size(instances: Any) -> None:
+    if not isinstance(instances, Sequence) or isinstance(instances, str | bytes) or not len(instances):
         raise FeatureValidationError({"instances": [f"Give a list of 1 to {MAX_INSTANCES} feature objects."]})
     if len(instances) > MAX_INSTANCES:
         raise FeatureValidationError(
             {"instances": [f"At most {MAX_INSTANCES} instances per request; got {len(instances)}."]}
         )
-    cleaned_rows, errors = [], {}
-    for i, raw in enumerate(instances):
-        try:
-            cleaned_rows.append(clean_features(raw))
-        except FeatureValidationError as exc:
-            for key, messages in exc.errors.items():
-                errors[f"instances[{i}].{key}"] = messages
-    if errors:
+
+
+def predict_many(*, instances: Sequence[Any], interface: str = "rest", contributions: bool = True) -> list[Prediction]:
+    """Risks for 1 to MAX_INSTANCES people in one vectorised model call, in input order.
+    Errors name the instance: ``instances[3].glucose``. ``contributions=False`` leaves each
+    prediction's contributions empty and skips computing them."""
+    started = time.perf_counter()
+    _check_batch_size(instances)
+    try:
+        X = clean_matrix(instances)
+    except FeatureValidationError:
         metrics.INVALID_INPUTS.labels(interface).inc()
-        raise FeatureValidationError(errors)
+        raise
     served = active_model.get()
-    X = numpy.array([[math.nan if row[k] is None else row[k] for k in FEATURE_KEYS] for row in cleaned_rows])
-    risks, contributions = served.model.predict_matrix(X)
-    predictions = [
-        _explain(served, row, float(risk), contrib)
-        for row, risk, contrib in zip(cleaned_rows, risks, contributions, strict=True)
-    ]
+    risks, terms = served.model.predict_matrix(X, contributions=contributions)
+    missing = numpy.isnan(X)
+    ranges = numpy.array([served.training_ranges[key] for key in FEATURE_KEYS], dtype=float)
+    with numpy.errstate(invalid="ignore"):
+        outside = (ranges[:, 0] > X) | (ranges[:, 1] < X)  # NaN compares False: imputed is not extrapolated
+    # One conversion to Python objects for the whole batch; the loop below then touches no array.
+    labels = (risks >= served.threshold).tolist()
+    all_terms = terms.tolist() if terms is not None else [None] * len(X)
+    bands, threshold, name, version = served.bands, served.threshold, served.name, served.version
+    predictions = []
+    for row, risk, label, row_terms, row_missing, row_outside in zip(
+        X.tolist(), risks.tolist(), labels, all_terms, missing.tolist(), outside.tolist(), strict=True
+    ):
+        predictions.append(
+            Prediction(
+                risk=risk,
+                band=band_for(risk, bands),
+                label=int(label),
+                threshold=threshold,
+                contributions=dict(zip(FEATURE_KEYS, row_terms, strict=True)) if row_terms is not None else {},
+                imputed=[key for key, gap in zip(FEATURE_KEYS, row_missing, strict=True) if gap],
+                warnings=[f"extrapolated:{key}" for key, out in zip(FEATURE_KEYS, row_outside, strict=True) if out],
+                model_name=name,
+                model_version=version,
+                features={
+                    key: None if gap else (int(value) if whole else value)
+                    for key, whole, gap, value in zip(FEATURE_KEYS, _WHOLE, row_missing, row, strict=True)
+                },
+            )
+        )
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(predictions))
     return predictions
+
+
+@dataclass(frozen=True, slots=True)
+class RiskBatch:
+    """Risks and labels for the rows of a matrix, and the model version that computed them."""
+
+    risks: numpy.ndarray  # float64, one per row
+    labels: numpy.ndarray  # int64: risk >= threshold
+    model_name: str
+    model_version: str
+
+
+def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
+    """Risks and labels only (no contributions, no per-row objects) for a float matrix of 1 to
+    MAX_INSTANCES rows, columns in schema order: the V2 inference endpoint's service.
+
+    Every value must be present and valid: refused cells raise FeatureValidationError keyed
+    ``instances[i].<key>`` with ``value_error``'s words (at most 10 are named). The check is a
+    few array operations when the matrix is valid. Raises ModelUnavailable when no model can serve.
+    """
+    started = time.perf_counter()
+    X = numpy.asarray(matrix, dtype=float)
+    if X.ndim != 2 or X.shape[1] != len(FEATURE_KEYS) or not 1 <= len(X) <= MAX_INSTANCES:
+        raise FeatureValidationError(
+            {"instances": [f"Give 1 to {MAX_INSTANCES} rows of {len(FEATURE_KEYS)} values; got shape {X.shape}."]}
+        )
+    bad = invalid_cells(X, allow_missing=False)
+    if len(bad):
+        metrics.INVALID_INPUTS.labels(interface).inc()
+        errors = {}
+        for i, j in bad[:10].tolist():
+            feature, value = FEATURES[j], float(X[i, j])
+            problem = value_error(feature, value) if value == value else f"{feature.label} is missing."
+            errors[f"instances[{i}].{feature.key}"] = [problem]
+        raise FeatureValidationError(errors)
+    served = active_model.get()
+    risks, _ = served.model.predict_matrix(X, contributions=False)
+    metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
+    metrics.PREDICTIONS.labels(interface).inc(len(risks))
+    return RiskBatch(
+        risks=risks,
+        labels=(risks >= served.threshold).astype(numpy.int64),
+        model_name=served.name,
+        model_version=served.version,
+    )
 
 
 def model_overview(*, history: int = 20) -> dict[str, Any]:
@@ -245,12 +326,70 @@ def assessments_create(*, predictions: Sequence[Prediction], interface: str) -> 
     return Assessment.objects.bulk_create([_assessment(p, interface) for p in predictions])
 
 
-def assessment_record_outcome(*, assessment_id: int, outcome: int) -> Assessment:
-    """Record what happened to the person assessed (0: no diabetes, 1: diabetes)."""
-    assessment = Assessment.objects.get(pk=assessment_id)
-    assessment.outcome = outcome
-    assessment.outcome_recorded_at = timezone.now()
-    assessment.save(update_fields=["outcome", "outcome_recorded_at"])
+class OutcomeAlreadyRecorded(Exception):
+    """The assessment already has an outcome; only staff may change it (README: "Access and roles")."""
+
+    def __init__(self, assessment: Assessment):
+        self.assessment = assessment
+        super().__init__(
+            f"The outcome of assessment {assessment.public_id} was already recorded; only staff can change it."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Recorder:
+    """Who records an outcome: an API key with the outcomes scope or a staff member."""
+
+    source: str  # Assessment.OutcomeSource
+    name: str
+    user: Any = None  # the staff User, for the audit row
+
+    @property
+    def is_staff(self) -> bool:
+        return self.source == Assessment.OutcomeSource.STAFF
+
+
+def assessment_get(*, public_id: Any) -> Assessment:
+    """The assessment with this public id (a UUID or its text). Raises Assessment.DoesNotExist for
+    anything else, database keys included."""
+    try:
+        key = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
+    except (TypeError, ValueError):
+        raise Assessment.DoesNotExist(public_id) from None
+    return Assessment.objects.get(public_id=key)
+
+
+def assessment_record_outcome(
+    *, public_id: Any, outcome: int, recorder: Recorder, allow_change: bool = False
+) -> Assessment:
+    """Record what happened to the person assessed (0: no diabetes, 1: diabetes), once.
+
+    A second recording raises OutcomeAlreadyRecorded unless ``allow_change`` is given by a staff
+    recorder; either way an OutcomeChange row keeps who, when and old → new."""
+    if allow_change and not recorder.is_staff:
+        raise PermissionError("Only staff can change a recorded outcome.")
+    with transaction.atomic():
+        assessment = assessment_get(public_id=public_id)
+        # Lock the row so two concurrent first recordings cannot both succeed.
+        assessment = Assessment.objects.select_for_update().get(pk=assessment.pk)
+        old = assessment.outcome
+        if old is not None and not allow_change:
+            raise OutcomeAlreadyRecorded(assessment)
+        now = timezone.now()
+        assessment.outcome = outcome
+        assessment.outcome_recorded_at = now
+        assessment.outcome_source = recorder.source
+        assessment.outcome_recorded_by = recorder.name[:200]
+        assessment.save(update_fields=["outcome", "outcome_recorded_at", "outcome_source", "outcome_recorded_by"])
+        OutcomeChange.objects.create(
+            assessment=assessment,
+            changed_at=now,
+            changed_by=recorder.name[:200],
+            source=recorder.source,
+            user=recorder.user,
+            old_outcome=old,
+            new_outcome=outcome,
+        )
     return assessment
 
 
@@ -261,9 +400,11 @@ def assessments_purge(*, older_than_days: int) -> int:
 
 
 def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
-    """Assessments with a recorded outcome, as training rows (NaN where a value was imputed)."""
+    """Assessments whose outcome was recorded by an API key or staff, as training rows (NaN where a
+    value was imputed). Outcomes of unknown origin (recorded before keys existed) are left out."""
     rows, outcomes = [], []
-    for features, outcome in Assessment.objects.exclude(outcome=None).order_by("pk").values_list("features", "outcome"):
+    trusted = Assessment.objects.exclude(outcome=None).filter(outcome_source__in=TRUSTED_OUTCOME_SOURCES)
+    for features, outcome in trusted.order_by("pk").values_list("features", "outcome"):
         rows.append([math.nan if features.get(f.key) is None else float(features[f.key]) for f in FEATURES])
         outcomes.append(int(outcome))
     X = numpy.array(rows, dtype=float).reshape(-1, len(FEATURES))

@@ -48,6 +48,8 @@ from twisted.internet import abstract
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from project import http_limits
+
 logger = logging.getLogger("project.serve")  # also when run as __main__
 
 # The production options (README: "Serving by hand"), as daphne's command line names them.
@@ -227,6 +229,7 @@ class ServingServer(Server):
         if not hasattr(self, "ws_factory"):
             RELIED_ON["daphne Server (after run)"] = (self, ("ws_factory",))
             check_dependencies()
+        http_limits.install(self)  # body size, slow clients, file descriptors (project/http_limits.py)
         self.ws_factory.protocol = ServingWebSocketProtocol
         self.ws_factory.setProtocolOptions(
             failByDrop=False,
