@@ -55,13 +55,13 @@ def main() -> int:
     with open(os.devnull, "w") as quiet:
         call_command("train", "--repeats", "1", stdout=quiet)
 
-    from ml_engine.registry import active_model, model_dir
+    from ml_engine.registry import active_model, export_version
     from ml_engine.training import load_dataset
 
     from . import inference, report
 
     served = active_model.get()
-    artifact = model_dir() / f"{served.version}/model.joblib"
+    artifact = export_version(version=served.version, directory=work / "export") / "model.joblib"
     rows = load_dataset().X
     started = time.monotonic()
     sections = {"inference": inference.run(artifact=artifact, served=served, rows=rows)}
