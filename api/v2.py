@@ -184,9 +184,12 @@ def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
     if length_header is None:
         head, binary = raw, b""
     else:
-        if not length_header.strip().isdigit() or int(length_header) > len(raw):
+        text = length_header.strip()
+        # ASCII digits only ("²".isdigit() is true but int() refuses it), and short enough that
+        # int() is cheap: no body is longer than 12 digits of bytes.
+        if not (text.isascii() and text.isdigit() and len(text) <= 12) or int(text) > len(raw):
             raise V2Error(f"{HEADER_LENGTH} must be the length of the JSON header within the body.")
-        length = int(length_header)
+        length = int(text)
         head, binary = raw[:length], raw[length:]
     try:
         header = json.loads(head.decode("utf-8"), parse_constant=_reject_constant)
