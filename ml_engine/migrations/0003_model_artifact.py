@@ -26,7 +26,7 @@ def import_files(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("ml_engine", "0001_initial"),
+        ("ml_engine", "0002_assessment_public_id"),
     ]
 
     operations = [
