@@ -20,7 +20,7 @@ from . import metrics
 from .inference import additive_terms, feature_groups
 from .models import Assessment, ModelActivation, ModelVersion
 from .registry import ArtifactError, ServedModel, active_model, load_version, write_artifact
-from .schema import FEATURE_KEYS, FEATURES, FeatureValidationError, clean_features
+from .schema import CLINICAL_CUTOFFS, FEATURE_KEYS, FEATURES, FeatureValidationError, clean_features
 from .training import Dataset, load_dataset, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class Prediction:
     label: int
     threshold: float
     contributions: dict[str, float]
+    points: dict[str, float]
     imputed: list[str]
     warnings: list[str]
     model_name: str
@@ -48,6 +49,7 @@ class Prediction:
             "label": self.label,
             "threshold": self.threshold,
             "contributions": self.contributions,
+            "points": self.points,
             "imputed": self.imputed,
             "warnings": self.warnings,
             "model": {"name": self.model_name, "version": self.model_version},
@@ -61,19 +63,38 @@ def band_for(risk: float, bands: Mapping[str, Sequence[float]]) -> str:
     return max(bands.items(), key=lambda item: item[1][1])[0]  # risk == 1.0 falls in the top band
 
 
+def _sigmoid(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
+
+
+def risk_points(*, baseline_logit: float, contributions: Mapping[str, float]) -> dict[str, float]:
+    """Each feature's effect in percentage points of risk: the risk of the baseline person (the
+    study's average) with only that one value changed, minus the baseline risk. Exact for the
+    additive model; the points need not add up to the total (README: "REST API")."""
+    base = _sigmoid(baseline_logit)
+    return {key: 100.0 * (_sigmoid(baseline_logit + c) - base) for key, c in contributions.items()}
+
+
+def clinical_warnings(cleaned: Mapping[str, float | None]) -> list[str]:
+    """Codes of the values that need a clinician on their own (cut-offs: ml_engine/schema.py)."""
+    return [cutoff.code for cutoff in CLINICAL_CUTOFFS if cutoff.applies(cleaned.get(cutoff.key))]
+
+
 def _explain(served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions) -> Prediction:
     ranges = served.training_ranges
     warnings = [
         f"extrapolated:{key}"
         for key, value in cleaned.items()
         if value is not None and not ranges[key][0] <= value <= ranges[key][1]
-    ]
+    ] + clinical_warnings(cleaned)
+    by_key = {key: float(c) for key, c in zip(FEATURE_KEYS, contributions, strict=True)}
     return Prediction(
         risk=risk,
         band=band_for(risk, served.bands),
         label=int(risk >= served.threshold),
         threshold=served.threshold,
-        contributions={key: float(c) for key, c in zip(FEATURE_KEYS, contributions, strict=True)},
+        contributions=by_key,
+        points=risk_points(baseline_logit=served.metadata["baseline"]["logit"], contributions=by_key),
         imputed=[key for key, value in cleaned.items() if value is None],
         warnings=warnings,
         model_name=served.name,
