@@ -220,6 +220,8 @@ CLINICAL_CUTOFFS: tuple[ClinicalCutoff, ...] = (
     ),
 )
 CLINICAL_CODES: tuple[str, ...] = tuple(c.code for c in CLINICAL_CUTOFFS)
+# Every code a prediction's ``warnings`` can carry (README: "REST API").
+WARNING_CODES: tuple[str, ...] = tuple(f"extrapolated:{key}" for key in FEATURE_KEYS) + CLINICAL_CODES
 FEATURES_BY_KEY: dict[str, Feature] = {f.key: f for f in FEATURES}
 
 
