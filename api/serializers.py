@@ -24,18 +24,44 @@ from ml_engine.schema import (
 )
 from ml_engine.services import MAX_INSTANCES
 
+# At most this many unknown keys are named in an error; the rest are counted ("and N more"), so
+# an object with 200,000 unknown keys costs one pass over its keys and a small 400 body.
+MAX_NAMED_UNKNOWN = 3
+
+
+def safe_key(key: Any, limit: int = 40) -> str:
+    """A client's key as printable text for an error message: cut to ``limit`` characters, lone
+    surrogates escaped (they cannot be encoded as UTF-8 in the reply)."""
+    text = key if isinstance(key, str) else repr(key)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unknown_keys_error(data: dict, known: Any, *, noun: str, expected: str = "expected") -> dict[str, list[str]] | None:
+    """``None`` when every key of ``data`` is in ``known``; otherwise a bounded error: the first
+    MAX_NAMED_UNKNOWN unknown keys by name, the others as a count under ``non_field_errors``."""
+    unknown = [key for key in data if key not in known]
+    if not unknown:
+        return None
+    names = ", ".join(known)
+    errors: dict[str, list[str]] = {}
+    for key in unknown[:MAX_NAMED_UNKNOWN]:
+        name = safe_key(key)
+        errors[name] = [f"Unknown {noun} {name}; {expected}: {names}."]
+    if len(unknown) > MAX_NAMED_UNKNOWN:
+        errors["non_field_errors"] = [f"And {len(unknown) - MAX_NAMED_UNKNOWN} more unknown {noun}s."]
+    return errors
+
 
 class StrictSerializer(serializers.Serializer):
     """A serializer that refuses keys it does not declare (published as additionalProperties: false)."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = [key for key in data if key not in self.fields]
-            if unknown:
-                expected = ", ".join(self.fields)
-                raise serializers.ValidationError(
-                    {str(key)[:40]: [f"Unknown field {str(key)[:40]}; expected: {expected}."] for key in unknown}
-                )
+            errors = unknown_keys_error(data, self.fields, noun="field")
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 
@@ -96,6 +122,12 @@ class FeaturesSerializer(StrictSerializer):
         return {f.key: feature_field(f, required=False, allow_null=True) for f in FEATURES}
 
     def to_internal_value(self, data: Any) -> dict[str, float | None]:
+        if isinstance(data, dict) and len(data) > len(FEATURE_KEYS) + MAX_NAMED_UNKNOWN:
+            # Many unknown keys: refused before any value is looked at, with a bounded message
+            # (README: "Errors"); a few are reported by clean_features with the values' problems.
+            errors = unknown_keys_error(data, FEATURE_KEYS, noun="feature", expected="expected one of")
+            if errors:
+                raise serializers.ValidationError(errors)
         try:
             return clean_features(data)
         except FeatureValidationError as exc:
@@ -103,6 +135,9 @@ class FeaturesSerializer(StrictSerializer):
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return {key: instance.get(key) for key in FEATURE_KEYS}
+
+
+MAX_FAILED_ROWS = 10  # rows of a batch whose errors are described; further ones are counted
 
 
 class InstancesField(serializers.ListField):
@@ -118,7 +153,25 @@ class InstancesField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[dict[str, float | None]]:
         if isinstance(data, list) and not 1 <= len(data) <= MAX_INSTANCES:
             raise serializers.ValidationError(f"Give a list of 1 to {MAX_INSTANCES} feature objects; got {len(data)}.")
-        return super().to_internal_value(data)
+        if not isinstance(data, list):
+            return super().to_internal_value(data)  # DRF's "Expected a list" error
+        # Every row is checked, but only the first MAX_FAILED_ROWS failing rows are described; the
+        # rest are counted, so the error body stays small whatever the batch holds.
+        cleaned: list[dict[str, float | None]] = []
+        errors: dict[int | str, Any] = {}
+        failed = 0
+        for i, row in enumerate(data):
+            try:
+                cleaned.append(self.child.run_validation(row))
+            except serializers.ValidationError as exc:
+                failed += 1
+                if failed <= MAX_FAILED_ROWS:
+                    errors[i] = exc.detail
+        if failed > MAX_FAILED_ROWS:
+            errors["non_field_errors"] = [f"And {failed - MAX_FAILED_ROWS} more instances with errors."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return cleaned
 
 
 class ContributionsSerializer(serializers.Serializer):

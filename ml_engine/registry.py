@@ -204,11 +204,20 @@ class ActiveModel:
         self._stop.clear()
 
         def watch() -> None:
+            failing = False  # log a failure once (with its traceback), not every interval
             while not self._stop.wait(interval):
                 try:
                     self.refresh()
-                except Exception:  # a database hiccup must not kill the watcher
-                    logger.exception("Checking the active model version failed; will retry.")
+                except Exception as exc:  # a database hiccup must not kill the watcher
+                    if not failing:
+                        logger.exception("Checking the active model version failed; retrying quietly.")
+                    else:
+                        logger.debug("Checking the active model version still fails: %s", exc)
+                    failing = True
+                else:
+                    if failing:
+                        logger.info("Checking the active model version works again.")
+                    failing = False
                 finally:
                     close_old_connections()
 

@@ -156,6 +156,8 @@ REST_FRAMEWORK = {
     # Proxies in front of daphne whose X-Forwarded-For is trusted; 0 throttles by the peer address,
     # so a client cannot dodge the throttle by inventing X-Forwarded-For headers.
     "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
+    # ASCII-only JSON: a lone surrogate a client sent (echoed in an error) cannot break the reply.
+    "UNICODE_JSON": False,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -171,6 +173,18 @@ SPECTACULAR_SETTINGS = {
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# HTTP limits (README: "Limits"), applied by daphne while a request is read (project/http_limits.py).
+# A body over this many bytes is answered 413 as soon as that is known, without being stored.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("HTTP_MAX_BODY_BYTES", default=2_621_440)
+# Seconds for a whole request (line, headers, body) to arrive; a trickling client gets 408.
+HTTP_REQUEST_TIMEOUT = env.float("HTTP_REQUEST_TIMEOUT", default=15.0)
+# Seconds an HTTP connection may stay open sending nothing (WebSockets are not affected).
+HTTP_IDLE_TIMEOUT = env.float("HTTP_IDLE_TIMEOUT", default=30.0)
+
+# Error pages (README: "Errors"): in DEBUG, settings holding credentials (passwords inside
+# REDIS_URL, CHANNEL_LAYERS hosts, database URLs) are masked.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "project.errors.CredentialFilter"
 
 # Security: secure by default outside DEBUG, each switch overridable for a TLS-terminating proxy.
 SECURE_PROXY_SSL_HEADER = (

@@ -65,3 +65,12 @@ def test_the_openapi_document_lists_the_warning_codes_and_points(client, served_
     text = json.dumps(schema)
     for cutoff in CLINICAL_CUTOFFS:
         assert cutoff.code in text and cutoff.source.split(":")[0] in text
+
+
+def test_a_batch_explains_each_person_as_one_prediction_does(served_model):
+    from ml_engine.services import predict_many
+
+    people = [PERSON, {**PERSON, "glucose": 250, "blood_pressure": 125}, {"age": 110}]
+    for one, many in zip((predict(features=p) for p in people), predict_many(instances=people), strict=True):
+        assert many.warnings == one.warnings
+        assert many.points == pytest.approx(one.points, abs=1e-9)
