@@ -34,6 +34,7 @@ from .registry import (
     version_name,
 )
 from .schema import (
+    CLINICAL_CUTOFFS,
     FEATURE_KEYS,
     FEATURES,
     FeatureValidationError,
@@ -59,6 +60,7 @@ class Prediction:
     label: int
     threshold: float
     contributions: dict[str, float]
+    points: dict[str, float]
     imputed: list[str]
     warnings: list[str]
     model_name: str
@@ -72,6 +74,7 @@ class Prediction:
             "label": self.label,
             "threshold": self.threshold,
             "contributions": self.contributions,
+            "points": self.points,
             "imputed": self.imputed,
             "warnings": self.warnings,
             "model": {"name": self.model_name, "version": self.model_version},
@@ -85,19 +88,38 @@ def band_for(risk: float, bands: Mapping[str, Sequence[float]]) -> str:
     return max(bands.items(), key=lambda item: item[1][1])[0]  # risk == 1.0 falls in the top band
 
 
+def _sigmoid(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
+
+
+def risk_points(*, baseline_logit: float, contributions: Mapping[str, float]) -> dict[str, float]:
+    """Each feature's effect in percentage points of risk: the risk of the baseline person (the
+    study's average) with only that one value changed, minus the baseline risk. Exact for the
+    additive model; the points need not add up to the total (README: "REST API")."""
+    base = _sigmoid(baseline_logit)
+    return {key: 100.0 * (_sigmoid(baseline_logit + c) - base) for key, c in contributions.items()}
+
+
+def clinical_warnings(cleaned: Mapping[str, float | None]) -> list[str]:
+    """Codes of the values that need a clinician on their own (cut-offs: ml_engine/schema.py)."""
+    return [cutoff.code for cutoff in CLINICAL_CUTOFFS if cutoff.applies(cleaned.get(cutoff.key))]
+
+
 def _explain(served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions) -> Prediction:
     ranges = served.training_ranges
     warnings = [
         f"extrapolated:{key}"
         for key, value in cleaned.items()
         if value is not None and not ranges[key][0] <= value <= ranges[key][1]
-    ]
+    ] + clinical_warnings(cleaned)
+    by_key = {key: float(c) for key, c in zip(FEATURE_KEYS, contributions, strict=True)}
     return Prediction(
         risk=risk,
         band=band_for(risk, served.bands),
         label=int(risk >= served.threshold),
         threshold=served.threshold,
-        contributions={key: float(c) for key, c in zip(FEATURE_KEYS, contributions, strict=True)},
+        contributions=by_key,
+        points=risk_points(baseline_logit=served.metadata["baseline"]["logit"], contributions=by_key),
         imputed=[key for key, value in cleaned.items() if value is None],
         warnings=warnings,
         model_name=served.name,
@@ -204,25 +226,36 @@ def predict_many(*, instances: Sequence[Any], interface: str = "rest", contribut
     labels = (risks >= served.threshold).tolist()
     all_terms = terms.tolist() if terms is not None else [None] * len(X)
     bands, threshold, name, version = served.bands, served.threshold, served.name, served.version
+    # Points as risk_points computes them, for the whole batch at once.
+    baseline_logit = served.metadata["baseline"]["logit"]
+    all_points = (
+        (100.0 * (1.0 / (1.0 + numpy.exp(-(baseline_logit + terms))) - _sigmoid(baseline_logit))).tolist()
+        if terms is not None
+        else [None] * len(X)
+    )
     predictions = []
-    for row, risk, label, row_terms, row_missing, row_outside in zip(
-        X.tolist(), risks.tolist(), labels, all_terms, missing.tolist(), outside.tolist(), strict=True
+    for row, risk, label, row_terms, row_points, row_missing, row_outside in zip(
+        X.tolist(), risks.tolist(), labels, all_terms, all_points, missing.tolist(), outside.tolist(), strict=True
     ):
+        features = {
+            key: None if gap else (int(value) if whole else value)
+            for key, whole, gap, value in zip(FEATURE_KEYS, _WHOLE, row_missing, row, strict=True)
+        }
+        by_key = dict(zip(FEATURE_KEYS, row_terms, strict=True)) if row_terms is not None else {}
         predictions.append(
             Prediction(
                 risk=risk,
                 band=band_for(risk, bands),
                 label=int(label),
                 threshold=threshold,
-                contributions=dict(zip(FEATURE_KEYS, row_terms, strict=True)) if row_terms is not None else {},
+                contributions=by_key,
+                points=dict(zip(FEATURE_KEYS, row_points, strict=True)) if row_points is not None else {},
                 imputed=[key for key, gap in zip(FEATURE_KEYS, row_missing, strict=True) if gap],
-                warnings=[f"extrapolated:{key}" for key, out in zip(FEATURE_KEYS, row_outside, strict=True) if out],
+                warnings=[f"extrapolated:{key}" for key, out in zip(FEATURE_KEYS, row_outside, strict=True) if out]
+                + clinical_warnings(features),
                 model_name=name,
                 model_version=version,
-                features={
-                    key: None if gap else (int(value) if whole else value)
-                    for key, whole, gap, value in zip(FEATURE_KEYS, _WHOLE, row_missing, row, strict=True)
-                },
+                features=features,
             )
         )
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
