@@ -2,7 +2,7 @@
 
 One model, ``diabetes``: input tensor ``features`` (FP64 or FP32, shape ``[N, 8]``, columns in
 ``FEATURE_KEYS`` order, no missing values), outputs ``risk`` (FP64, ``[N]``) and ``label`` (INT64,
-``[N]``). The numbers are those of ``ml_engine.services.predict_many`` (one vectorised call); V2
+``[N]``). The numbers are those of ``ml_engine.services.predict_risks`` (one vectorised call); V2
 predictions are not stored. Tensor data may be JSON (flat row-major or nested) or use the binary
 tensor data extension (``Inference-Header-Content-Length``), which tritonclient uses by default.
 Every error is ``{"error": "..."}`` with status 400 (404 for an unknown model, 503 without a model).
@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, value_error
-from ml_engine.services import MAX_INSTANCES, predict_many
+from ml_engine.services import MAX_INSTANCES, predict_risks
 
 MODEL_NAME = "diabetes"
 SERVER_NAME = "diabetes-risk"
@@ -148,15 +148,12 @@ def model_infer(request: HttpRequest, version: str | None = None) -> HttpRespons
     served_version = _served_version(version)
     rows, tensor_datatype = _features_tensor(header, binary)
     wanted = _requested_outputs(header)
-    predictions = predict_many(instances=[dict(zip(FEATURE_KEYS, row, strict=True)) for row in rows], interface="v2")
-    values = {
-        "risk": np.array([p.risk for p in predictions], dtype=OUTPUTS["risk"][1]),
-        "label": np.array([p.label for p in predictions], dtype=OUTPUTS["label"][1]),
-    }
+    batch = predict_risks(matrix=np.array(rows, dtype=float), interface="v2")
+    values = {"risk": batch.risks, "label": batch.labels}
     outputs, blobs = [], []
     for name, as_binary in wanted:
         datatype, dtype = OUTPUTS[name]
-        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [len(predictions)]}
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [len(rows)]}
         if as_binary:
             blob = values[name].astype(dtype, copy=False).tobytes()
             tensor["parameters"] = {"binary_data_size": len(blob)}

@@ -1,9 +1,10 @@
 """Run every benchmark and write docs/benchmarks.md (and the latency plot next to it).
 
-    make bench            # or: DJANGO_DEBUG=1 python -m bench [--inference-only]
+    make bench            # or: DJANGO_DEBUG=1 python -m bench [--inference-only] [--only=attacks ...]
 
-It trains a model into a temporary folder, starts its own redis-server and daphne processes on
-free loopback ports, and stops them at the end. It takes a few minutes on two cores.
+It trains a model into a temporary folder, starts its own redis-server, daphne and MLServer
+processes on free loopback ports, and stops them at the end. It takes a few minutes on two cores
+(the first run also builds MLServer's venv under .bench/).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{mem}; {system}; Python {platform.python_version()}"
 
 
-def main() -> int:
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
+def prepare(work: Path):
+    """Settings for a throw-away database and model folder in ``work``; a trained, active model.
+    Returns the served model and the training rows."""
     os.environ.update(
         DJANGO_DEBUG="1",
         DJANGO_SETTINGS_MODULE="project.settings",
@@ -55,21 +57,41 @@ def main() -> int:
     with open(os.devnull, "w") as quiet:
         call_command("train", "--repeats", "1", stdout=quiet)
 
-    from ml_engine.registry import active_model, model_dir
+    from ml_engine.registry import active_model
     from ml_engine.training import load_dataset
 
-    from . import inference, report
+    return active_model.get(), load_dataset().X
 
-    served = active_model.get()
-    artifact = model_dir() / f"{served.version}/model.joblib"
-    rows = load_dataset().X
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    served, rows = prepare(work)
+    from ml_engine.schema import FEATURE_KEYS
+
+    from . import attacks, inference, mlserver, report
+
     started = time.monotonic()
-    sections = {"inference": inference.run(artifact=artifact, served=served, rows=rows)}
+    only = {arg.removeprefix("--only=") for arg in sys.argv[1:] if arg.startswith("--only=")}
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
+
+    sections: dict = {"inference": inference.run(served=served, rows=rows)}
     if "--inference-only" not in sys.argv:
+        if wanted("mlserver"):
+            print("MLServer beside this project ...", flush=True)
+            sections["mlserver"] = mlserver.run(work=work, version=served.version, rows=rows, keys=list(FEATURE_KEYS))
         for name, run_section in report.live_sections():
-            sections[name] = run_section(work=work)
-    report.write(sections, machine=machine(), elapsed=time.monotonic() - started, out=ROOT / "docs")
-    print(f"wrote docs/benchmarks.md in {time.monotonic() - started:.0f} s")
+            if wanted(name):
+                print(f"{name} ...", flush=True)
+                sections[name] = run_section(work=work)
+        if wanted("attacks"):
+            print("attacks ...", flush=True)
+            sections["attacks"] = attacks.run(work=work)
+    # A partial run (--only) must not replace the full report in docs/.
+    out = work / "docs" if only or "--inference-only" in sys.argv else ROOT / "docs"
+    report.write(sections, machine=machine(), elapsed=time.monotonic() - started, out=out)
+    print(f"wrote {out / 'benchmarks.md'} in {time.monotonic() - started:.0f} s")
     return 0
 
 

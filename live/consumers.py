@@ -1,13 +1,16 @@
-"""WebSocket consumers, one class per socket kind.
+"""WebSocket consumers, one per socket kind.
 
-``LivePredictConsumer`` at ``/ws/predict/``: the live assessment page (contract §6 in the README).
-``KioskConsumer`` at ``/ws/kiosk/<board>/``: a read-only board of anonymous sessions (contract §7).
+``LivePredictConsumer`` at ``/ws/predict/``: the live assessment page (README: "Live predictions
+(WebSocket)"). ``KioskConsumer`` at ``/ws/kiosk/<board>/``: a read-only board of anonymous sessions
+(README: "Kiosk boards").
 
-The consumer only translates: it parses frames, keeps the session's merged feature state and asks
-``ml_engine.services.predict`` for the risk. Updates are coalesced ("latest wins"): the receive
-handler stores the newest state and returns at once, and one task per connection answers the
-newest pending ``seq`` until nothing newer is waiting, so the last keystroke is always answered
-and the ``seq`` of successive replies only grows.
+``LivePredictConsumer`` is a small ASGI application with its own receive loop (Channels allows
+both forms; this one needs no channel layer and no per-message dispatch). It only translates:
+it parses frames, keeps the session's seq, and asks ``ml_engine.services`` to merge an update
+into the session's state (``live_state_merge``) and to predict (``predict_live``). Updates are
+coalesced ("latest wins"): the receive loop validates and stores the newest state and goes on
+reading, and one task per socket answers the newest pending ``seq`` until nothing newer waits, so
+the last keystroke is always answered and the ``seq`` of successive replies only grows.
 
 Health data never leaves this module except in the reply to its owner: frames are not logged.
 """
@@ -18,20 +21,17 @@ import asyncio
 import json
 import logging
 import secrets
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+import orjson
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import BaseChannelLayer, get_channel_layer
-from django.db import close_old_connections
 
 from ml_engine import metrics
-from ml_engine.registry import ModelUnavailable, active_model
-from ml_engine.schema import FEATURE_KEYS, FeatureValidationError, clean_features
-from ml_engine.services import Prediction, predict
+from ml_engine.registry import ModelUnavailable
+from ml_engine.schema import FEATURE_KEYS, FeatureValidationError
+from ml_engine.services import Prediction, live_state_merge, predict_live
 
 from .boards import (
     BOARD_ERRORS,
@@ -50,9 +50,13 @@ from .ratelimit import FloodGuard, Verdict
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
+# Every reply is far below this by construction (errors name at most a few unknown keys); a reply
+# over it would mean a bug, and is replaced by a short error instead of failing the send.
+MAX_REPLY_BYTES = 16 * 1024
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_MESSAGE_TOO_BIG_APP = 4009  # the same, where the server only lets applications send 1000/3000-4999
-CLOSE_INTERNAL_ERROR = 1011  # a kiosk whose board state or channel layer failed
+CLOSE_INTERNAL_ERROR = 1011  # a kiosk whose board state or channel layer failed; a live reply that could not be sent
+CLOSE_INTERNAL_ERROR_APP = 4011
 CLOSE_POLICY_VIOLATION = 1008  # kept flooding after the rate_limited warning
 CLOSE_POLICY_VIOLATION_APP = 4008
 # Flood control (live/ratelimit.py): every received frame takes a token; 100 a second sustained
@@ -62,90 +66,91 @@ FLOOD_RATE = 100.0
 FLOOD_BURST = 200.0
 FLOOD_CLOSE_AFTER = 2.0
 RATE_LIMITED = {"type": "error", "seq": None, "code": "rate_limited", "detail": "Too many messages; slow down."}
+REPLY_FAILED = {"type": "error", "seq": None, "code": "internal_error", "detail": "The reply could not be sent."}
 YIELD_EVERY = 64  # frames read in a row from a backlog before letting other sockets run
 MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exactly
-
-# Inference that may take longer than ~100 µs (scikit-learn, or a first model load that reads the
-# database) runs here: a few dedicated threads, never asgiref's single thread-sensitive executor
-# that Django's sync views and ORM calls from async code share.
-_inference_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="live-predict")
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _predict_blocking(features: dict[str, float | None]) -> Prediction:
-    try:
-        return predict(features=features, interface="ws")
-    finally:
-        close_old_connections()  # a first model load may have opened a connection in this thread
+class LivePredictConsumer:
+    """One person's live assessment: merged feature state in, the newest prediction out.
 
+    An ASGI application (``as_asgi()``) that makes one instance per socket. It never listens on
+    the channel layer, so a Redis outage cannot close a person's socket: publishing to a kiosk
+    board goes through a ``BoardPublisher``, which runs beside the socket, logs layer failures
+    and carries on. Whatever ends the socket (the client, a close of ours, a failed send, the
+    server cancelling the application), ``_finish`` runs exactly once: the open-sockets gauge
+    goes down, the answering task is cancelled and the board publisher is closed.
+    """
 
-class LivePredictConsumer(AsyncWebsocketConsumer):
-    """One person's live assessment: merged feature state in, the newest prediction out."""
+    @classmethod
+    def as_asgi(cls):
+        async def app(scope, receive, send) -> None:
+            await cls(scope, send).run(receive)
 
-    # Never listen on the channel layer. Channels would otherwise create a channel for every
-    # socket and receive on it in the same dispatch loop as the WebSocket, so a Redis outage would
-    # raise there and close the socket. Publishing to a kiosk board goes through a BoardPublisher
-    # instead, which runs beside the socket, logs layer failures and carries on.
-    channel_layer_alias = None
+        app.consumer_class = cls
+        return app
 
-    async def websocket_connect(self, message: dict) -> None:
-        self.board: str | None = self._board_from_query()
+    def __init__(self, scope: dict, send) -> None:
+        self.scope = scope
+        self._send = send
+        self.board = board_from_query(scope)
         self._state: dict[str, float | None] = dict.fromkeys(FEATURE_KEYS)
         self._last_seq = -1  # the newest seq accepted from the client
         self._pending: tuple[int, dict[str, float | None]] | None = None
         self._answering: asyncio.Task | None = None
-        self._open = True
+        self._open = False  # accepted, and neither side has closed
+        self._finished = False
         self._flood = FloodGuard(rate=FLOOD_RATE, burst=FLOOD_BURST, close_after=FLOOD_CLOSE_AFTER)
-        # An opaque id for the kiosk: it names this socket, nothing about the person.
-        self._publisher = BoardPublisher(self.board, secrets.token_urlsafe(9)) if self.board else None
-        await self.accept()
-        metrics.OPEN_WEBSOCKETS.labels("live").inc()
+        self._publisher: BoardPublisher | None = None
 
-    async def __call__(self, scope, receive, send) -> None:
-        # Channels' loop (await_many_dispatch) makes a task and an asyncio.wait per message, which
-        # lets a flooding client's backlog outgrow what the consumer reads. With no channel layer
-        # to listen on, read the socket directly, yielding now and then during a backlog.
-        self.scope = scope
-        self.channel_layer = None
-        self.base_send = send
-        handled = 0
+    async def run(self, receive) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await self._send({"type": "websocket.accept"})
+        self._open = True
+        metrics.OPEN_WEBSOCKETS.labels("live").inc()
         try:
-            while True:
-                await self.dispatch(await receive())
+            if self.board:
+                # An opaque id for the kiosk: it names this socket, nothing about the person.
+                self._publisher = BoardPublisher(self.board, secrets.token_urlsafe(9))
+            handled = 0
+            while self._open:
+                message = await receive()
+                if not self._open:  # the answering task ended the socket meanwhile
+                    break
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    await self._receive(message.get("text"), message.get("bytes"))
+                elif kind == "websocket.disconnect":
+                    self._open = False
                 handled += 1
                 if handled % YIELD_EVERY == 0:
+                    # Reading a backlog never suspends; let other sockets run now and then.
                     await asyncio.sleep(0)
-        except StopConsumer:
-            pass
+        finally:
+            await self._finish()
 
-    async def dispatch(self, message: dict) -> None:
-        # Channels' dispatch closes stale database connections before every message through
-        # sync_to_async(thread_sensitive=True), i.e. a round trip through the one thread that sync
-        # views share, per keystroke. This consumer never touches the database on the event loop.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
-    async def websocket_disconnect(self, message: dict) -> None:
-        if self._open:
-            self._open = False
-            metrics.OPEN_WEBSOCKETS.labels("live").dec()
-        if self._answering is not None:
-            self._answering.cancel()
+    async def _finish(self) -> None:
+        """The socket is over: release everything it held, once."""
+        if self._finished:
+            return
+        self._finished = True
+        self._open = False
+        metrics.OPEN_WEBSOCKETS.labels("live").dec()
+        answering = self._answering
+        if answering is not None and answering is not asyncio.current_task():
+            answering.cancel()
         if self._publisher is not None:
             await self._publisher.close()
-        raise StopConsumer()
 
     # Frames in.
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not self._open:
-            return
-        if _too_big(text_data, bytes_data):
+    async def _receive(self, text: str | None, data: bytes | None) -> None:
+        if _too_big(text, data):
             await self._close(CLOSE_MESSAGE_TOO_BIG, CLOSE_MESSAGE_TOO_BIG_APP, "Frame over 64 KiB")
             return
         verdict = self._flood.frame()
@@ -156,16 +161,16 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
             await self._send_json(RATE_LIMITED)
         # Over the limit, a frame is still read and merged (so the newest state is never lost and
         # is answered once the client slows down), but nothing is sent for it.
-        error = self._take(text_data)
+        error = self._take(text)
         if error is not None and verdict is Verdict.OK:
             await self._send_json(error)
 
-    def _take(self, text_data: str | None) -> dict[str, Any] | None:
+    def _take(self, text: str | None) -> dict[str, Any] | None:
         """Read one frame into the session's state; the error reply when it is refused."""
-        if text_data is None:
+        if text is None:
             return _bad("bad_message", "Send JSON text frames; binary frames are not understood.")
         try:
-            content = json.loads(text_data, parse_constant=_reject_constant)
+            content = json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             return _bad("bad_json", "The frame is not valid JSON.")
         if not isinstance(content, dict) or content.get("type") not in ("update", "reset"):
@@ -182,9 +187,8 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
         if not isinstance(features, dict):
             return _bad("bad_message", 'An update needs "features": an object of feature values.')
         try:
-            state = clean_features({**self._state, **features}, allow_empty=True)
+            state = live_state_merge(state=self._state, update=features)
         except FeatureValidationError as exc:
-            metrics.INVALID_INPUTS.labels("ws").inc()
             return {"type": "error", "seq": seq, "errors": exc.errors}
         self._accept(seq, state)
         return None
@@ -194,7 +198,7 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
         self._last_seq = seq
         self._state = state
         self._pending = (seq, state)
-        if self._answering is None:
+        if self._answering is None and self._open:
             self._answering = asyncio.create_task(self._answer_pending())
 
     # Replies out.
@@ -214,13 +218,8 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
             self._answering = None
 
     async def _answer(self, seq: int, state: dict[str, float | None]) -> None:
-        if all(value is None for value in state.values()):
-            await self._send_json({"type": "cleared", "seq": seq})
-            if self._publisher is not None:
-                self._publisher.withdraw()
-            return
         try:
-            prediction = await self._predict(state)
+            prediction = await predict_live(features=state)
         except ModelUnavailable as exc:
             await self._send_json({"type": "error", "seq": seq, "code": "model_unavailable", "detail": str(exc)})
             return
@@ -230,41 +229,70 @@ class LivePredictConsumer(AsyncWebsocketConsumer):
                 {"type": "error", "seq": seq, "code": "internal_error", "detail": "The prediction failed."}
             )
             return
-        await self._send_json(
-            {"type": "prediction", "seq": seq, **prediction.as_dict(), "features": prediction.features}
-        )
+        if prediction is None:
+            await self._send_json({"type": "cleared", "seq": seq})
+            if self._publisher is not None:
+                self._publisher.withdraw()
+            return
+        await self._send_json(_prediction_reply(seq, prediction))
         if self._publisher is not None:
             # Returns at once: the publisher sends on its own task, at most 5 a second.
             self._publisher.publish(risk=prediction.risk, band=prediction.band)
 
-    async def _predict(self, state: dict[str, float | None]) -> Prediction:
-        served = active_model.current
-        if served is not None and served.model.fast is not None:
-            return predict(features=state, interface="ws")  # folded model: a few µs, inline is cheaper
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_inference_pool, _predict_blocking, state)
-
     async def _send_json(self, content: dict[str, Any]) -> None:
-        if self._open:
-            await self.send(text_data=json.dumps(content))
+        if not self._open:
+            return
+        text = _encode(content)
+        if len(text) > MAX_REPLY_BYTES:
+            logger.error("Live reply of %d characters not sent (limit %d).", len(text), MAX_REPLY_BYTES)
+            text = _encode(REPLY_FAILED)
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except Exception as exc:
+            # The server refused the reply or the transport is gone. Whatever it was, this socket is
+            # over: close it if we still can, and release what it holds now (README: "Hardening").
+            logger.warning("Live socket ended: a reply could not be sent (%s).", type(exc).__name__)
+            await self._close(CLOSE_INTERNAL_ERROR, CLOSE_INTERNAL_ERROR_APP, "Reply failed")
 
     async def _close(self, code: int, app_code: int, reason: str) -> None:
         self._open = False
-        metrics.OPEN_WEBSOCKETS.labels("live").dec()
-        if self._answering is not None:
-            self._answering.cancel()
         try:
-            await self.close(code=code)
-        except Exception:
-            # Autobahn (under daphne) lets an application close only with 1000 or 3000-4999.
-            # project.serve lets 1008 and 1009 through (and daphne sends 1009 itself for a frame
-            # over --websocket-max-message-size); under a plain daphne, close with 4000 + the code.
-            await self.close(code=app_code, reason=reason)
+            try:
+                await self._send({"type": "websocket.close", "code": code})
+            except Exception:
+                # Autobahn (under daphne) lets an application close only with 1000 or 3000-4999.
+                # project.serve lets 1008, 1009 and 1011 through; under a plain daphne, close
+                # with 4000 + the code.
+                await self._send({"type": "websocket.close", "code": app_code, "reason": reason})
+        except Exception as exc:
+            logger.warning("Live socket: closing failed (%s).", type(exc).__name__)
+        finally:
+            await self._finish()
 
-    def _board_from_query(self) -> str | None:
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        name = (query.get("board") or [""])[-1]
-        return name if valid_board(name) else None
+
+def board_from_query(scope: dict) -> str | None:
+    """The kiosk board named by ``?board=NAME``, if the name is valid."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    name = (query.get("board") or [""])[-1]
+    return name if valid_board(name) else None
+
+
+def _prediction_reply(seq: int, prediction: Prediction) -> dict[str, Any]:
+    return {"type": "prediction", "seq": seq, **prediction.as_dict(), "features": prediction.features}
+
+
+def _encode(content: dict[str, Any]) -> str:
+    # orjson: the reply is most of a keystroke's own cost after inference (README: "Benchmarks").
+    try:
+        return orjson.dumps(content, default=_plain).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(content)  # a lone surrogate from a client's key needs JSON's \\u escapes
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # a NumPy scalar
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _bad(code: str, detail: str) -> dict[str, Any]:

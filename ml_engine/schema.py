@@ -9,10 +9,12 @@ place only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,18 +170,22 @@ def value_error(feature: Feature, value: Any) -> str | None:
     """Return why ``value`` is not acceptable for ``feature``, or None when it is.
 
     ``value`` is a JSON-decoded value (or an already-parsed form value). Strings are refused:
-    a JSON client that sends ``"120"`` has a bug worth hearing about.
+    a JSON client that sends ``"120"`` has a bug worth hearing about. A valid value costs a few
+    comparisons: the message is only written for a value that fails.
     """
-    allowed = f"{feature.label} must be a number from {feature.range_text}"
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        return f"{allowed}; got {_describe(value)}."
+        return f"{_allowed(feature)}; got {_describe(value)}."
     if isinstance(value, float | Decimal) and not math.isfinite(value):
-        return f"{allowed}; got {value}."
+        return f"{_allowed(feature)}; got {value}."
     if not feature.min <= value <= feature.max:
-        return f"{allowed}; got {_short(value)}."
+        return f"{_allowed(feature)}; got {_short(value)}."
     if feature.integer and value != int(value):
         return f"{feature.label} must be a whole number from {feature.range_text}; got {_short(value)}."
     return None
+
+
+def _allowed(feature: Feature) -> str:
+    return f"{feature.label} must be a number from {feature.range_text}"
 
 
 def _describe(value: Any) -> str:
@@ -202,20 +208,32 @@ def _truncate(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# At most this many unknown keys are named in an error, then how many more there were: an error
+# never grows with the input (README: "Hardening").
+MAX_UNKNOWN_REPORTED = 3
+
+
 def clean_features(raw: Any, *, allow_empty: bool = False) -> dict[str, float | None]:
     """Validate a mapping of feature values and return it with every key present.
 
     Absent keys and ``None`` become ``None`` (the pipeline imputes them). Unknown keys, bad values
     and an input without a single feature raise ``FeatureValidationError`` naming every problem at
-    once. ``allow_empty`` is for merges where an all-``None`` state is meaningful.
+    once, except that only the first ``MAX_UNKNOWN_REPORTED`` unknown keys are named and the rest
+    are counted. ``allow_empty`` is for merges where an all-``None`` state is meaningful.
     """
     if not isinstance(raw, Mapping):
         raise FeatureValidationError({"non_field_errors": [f"Features must be an object; got {_describe(raw)}."]})
     errors: dict[str, list[str]] = {}
+    unknown = 0
     for key in raw:
         if key not in FEATURES_BY_KEY:
-            name = _truncate(key if isinstance(key, str) else repr(key), 40)
-            errors[name] = [f"Unknown feature {name}; expected one of: {', '.join(FEATURE_KEYS)}."]
+            unknown += 1
+            if unknown <= MAX_UNKNOWN_REPORTED:  # the error stays small whatever the input holds
+                name = _truncate(key if isinstance(key, str) else repr(key), 40)
+                errors[name] = [f"Unknown feature {name}; expected one of: {', '.join(FEATURE_KEYS)}."]
+    if unknown > MAX_UNKNOWN_REPORTED:
+        more = f"{unknown - MAX_UNKNOWN_REPORTED} more unknown features not listed."
+        errors.setdefault("non_field_errors", []).append(more)
     cleaned: dict[str, float | None] = {}
     for feature in FEATURES:
         value = raw.get(feature.key)
@@ -232,3 +250,62 @@ def clean_features(raw: Any, *, allow_empty: bool = False) -> dict[str, float | 
     if not allow_empty and all(v is None for v in cleaned.values()):
         raise FeatureValidationError({"non_field_errors": ["Give at least one feature; missing ones are imputed."]})
     return cleaned
+
+
+# Batches (README: "Batch predictions"): the same rules as ``value_error``, checked with a few array
+# operations over a whole matrix, so a valid batch of a thousand rows builds no message at all.
+_MINS = np.array([f.min for f in FEATURES], dtype=float)
+_MAXS = np.array([f.max for f in FEATURES], dtype=float)
+_WHOLE = np.array([f.integer for f in FEATURES])
+_PLAIN_TYPES = frozenset({int, float, type(None)})
+
+
+def invalid_cells(X: np.ndarray, *, allow_missing: bool) -> np.ndarray:
+    """The (row, column) pairs, in row-major order, of the cells of a float matrix (columns in
+    schema order, NaN = missing) that ``value_error`` would refuse; NaN cells too unless
+    ``allow_missing``. Describe a refused cell with ``value_error(FEATURES[column], value)``."""
+    with np.errstate(invalid="ignore"):
+        bad = ~((X >= _MINS) & (X <= _MAXS))  # out of range, infinite or NaN
+        bad |= _WHOLE & (np.floor(X) != X)
+    if allow_missing:
+        bad &= ~np.isnan(X)
+    return np.argwhere(bad)
+
+
+def clean_matrix(instances: Sequence[Any], *, prefix: str = "instances") -> np.ndarray:
+    """Validate many feature mappings at once and return them as a float matrix (columns in
+    schema order, NaN where a value is imputed).
+
+    The rules and the words are ``clean_features``'s, keyed ``<prefix>[i].<key>`` and raised
+    together in one ``FeatureValidationError``. Instances that are plain dicts of known keys and
+    JSON numbers are checked as one matrix; only the instances that fail that check (or are not
+    plain) go through ``clean_features``, which writes their messages.
+    """
+    keys = FEATURES_BY_KEY.keys()
+    rows: list[list[Any]] = []
+    suspects: set[int] = set()
+    for i, raw in enumerate(instances):
+        row = list(map(raw.get, FEATURE_KEYS)) if type(raw) is dict and raw.keys() <= keys else None
+        if row is None or not _PLAIN_TYPES.issuperset(map(type, row)):
+            suspects.add(i)
+            row = [None] * len(FEATURE_KEYS)
+        rows.append(row)
+    try:
+        X = np.array(rows, dtype=float).reshape(len(rows), len(FEATURE_KEYS))
+    except OverflowError:  # an integer too large for a float: let clean_features name it
+        X = np.full((len(rows), len(FEATURE_KEYS)), np.nan)
+        suspects = set(range(len(rows)))
+    suspects.update(invalid_cells(X, allow_missing=True)[:, 0].tolist())
+    suspects.update(np.flatnonzero(np.isnan(X).all(axis=1)).tolist())
+    errors: dict[str, list[str]] = {}
+    for i in sorted(suspects):
+        try:
+            cleaned = clean_features(instances[i])
+        except FeatureValidationError as exc:
+            for key, messages in exc.errors.items():
+                errors[f"{prefix}[{i}].{key}"] = messages
+        else:  # valid after all (a Mapping that is not a dict, Decimal values)
+            X[i] = [np.nan if cleaned[k] is None else cleaned[k] for k in FEATURE_KEYS]
+    if errors:
+        raise FeatureValidationError(errors)
+    return X

@@ -3,29 +3,40 @@ calls these functions and only translates their input and output."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import numpy
 import sklearn
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
 from .models import Assessment, ModelActivation, ModelVersion
 from .registry import ArtifactError, ServedModel, active_model, load_version, write_artifact
-from .schema import FEATURE_KEYS, FEATURES, FeatureValidationError, clean_features
+from .schema import (
+    FEATURE_KEYS,
+    FEATURES,
+    FeatureValidationError,
+    clean_features,
+    clean_matrix,
+    invalid_cells,
+    value_error,
+)
 from .training import Dataset, load_dataset, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
 
 MAX_INSTANCES = 1000
+_WHOLE = tuple(f.integer for f in FEATURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,10 @@ def predict(*, features: Mapping[str, Any], interface: str = "rest") -> Predicti
     except FeatureValidationError:
         metrics.INVALID_INPUTS.labels(interface).inc()
         raise
+    return _predict_cleaned(cleaned, interface=interface, started=started)
+
+
+def _predict_cleaned(cleaned: dict[str, float | None], *, interface: str, started: float) -> Prediction:
     served = active_model.get()
     risk, contributions = served.model.predict_one([cleaned[key] for key in FEATURE_KEYS])
     prediction = _explain(served, cleaned, risk, contributions)
@@ -99,36 +114,152 @@ def predict(*, features: Mapping[str, Any], interface: str = "rest") -> Predicti
     return prediction
 
 
-def predict_many(*, instances: Sequence[Any], interface: str = "rest") -> list[Prediction]:
-    """Risks for 1 to MAX_INSTANCES people in one vectorised model call, in input order.
-    Errors name the instance: ``instances[3].glucose``."""
+# The live socket (README: "Live predictions (WebSocket)"): a session keeps a merged state that
+# each update changes; live_state_merge validates an update as soon as it arrives, and
+# predict_live answers only the newest state (the consumer skips states overtaken by newer ones).
+
+# Inference that may take longer than ~100 µs (scikit-learn, or a first model load that reads the
+# database) runs here: a few dedicated threads, never asgiref's single thread-sensitive executor
+# that Django's sync views and ORM calls from async code share.
+_live_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="live-predict")
+
+
+def live_state_merge(*, state: Mapping[str, float | None], update: Mapping[str, Any]) -> dict[str, float | None]:
+    """``state`` with the keys of ``update`` replaced (``None`` clears a key), validated whole.
+
+    Raises FeatureValidationError (counted as an invalid ``ws`` input) when the merged state is
+    not acceptable; ``state`` itself is never changed. The result may be all ``None``.
+    """
+    try:
+        return clean_features({**state, **update}, allow_empty=True)
+    except FeatureValidationError:
+        metrics.INVALID_INPUTS.labels("ws").inc()
+        raise
+
+
+async def predict_live(*, features: dict[str, float | None]) -> Prediction | None:
+    """Risk for a state returned by ``live_state_merge``; None when it has no value to predict from.
+
+    With the folded model (a few µs) this runs inline on the event loop; otherwise (scikit-learn,
+    or a first model load that reads the database) on the live inference threads. Raises
+    ModelUnavailable when no model can serve.
+    """
+    if all(value is None for value in features.values()):
+        return None
     started = time.perf_counter()
-    if not isinstance(instances, Sequence) or isinstance(instances, str | bytes) or not instances:
+    served = active_model.current
+    if served is not None and served.model.fast is not None:
+        return _predict_cleaned(features, interface="ws", started=started)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_live_pool, _predict_off_loop, features, started)
+
+
+def _predict_off_loop(features: dict[str, float | None], started: float) -> Prediction:
+    try:
+        return _predict_cleaned(features, interface="ws", started=started)
+    finally:
+        close_old_connections()  # a first model load may have opened a connection in this thread
+
+
+def _check_batch_size(instances: Any) -> None:
+    if not isinstance(instances, Sequence) or isinstance(instances, str | bytes) or not len(instances):
         raise FeatureValidationError({"instances": [f"Give a list of 1 to {MAX_INSTANCES} feature objects."]})
     if len(instances) > MAX_INSTANCES:
         raise FeatureValidationError(
             {"instances": [f"At most {MAX_INSTANCES} instances per request; got {len(instances)}."]}
         )
-    cleaned_rows, errors = [], {}
-    for i, raw in enumerate(instances):
-        try:
-            cleaned_rows.append(clean_features(raw))
-        except FeatureValidationError as exc:
-            for key, messages in exc.errors.items():
-                errors[f"instances[{i}].{key}"] = messages
-    if errors:
+
+
+def predict_many(*, instances: Sequence[Any], interface: str = "rest", contributions: bool = True) -> list[Prediction]:
+    """Risks for 1 to MAX_INSTANCES people in one vectorised model call, in input order.
+    Errors name the instance: ``instances[3].glucose``. ``contributions=False`` leaves each
+    prediction's contributions empty and skips computing them."""
+    started = time.perf_counter()
+    _check_batch_size(instances)
+    try:
+        X = clean_matrix(instances)
+    except FeatureValidationError:
         metrics.INVALID_INPUTS.labels(interface).inc()
-        raise FeatureValidationError(errors)
+        raise
     served = active_model.get()
-    X = numpy.array([[math.nan if row[k] is None else row[k] for k in FEATURE_KEYS] for row in cleaned_rows])
-    risks, contributions = served.model.predict_matrix(X)
-    predictions = [
-        _explain(served, row, float(risk), contrib)
-        for row, risk, contrib in zip(cleaned_rows, risks, contributions, strict=True)
-    ]
+    risks, terms = served.model.predict_matrix(X, contributions=contributions)
+    missing = numpy.isnan(X)
+    ranges = numpy.array([served.training_ranges[key] for key in FEATURE_KEYS], dtype=float)
+    with numpy.errstate(invalid="ignore"):
+        outside = (ranges[:, 0] > X) | (ranges[:, 1] < X)  # NaN compares False: imputed is not extrapolated
+    # One conversion to Python objects for the whole batch; the loop below then touches no array.
+    labels = (risks >= served.threshold).tolist()
+    all_terms = terms.tolist() if terms is not None else [None] * len(X)
+    bands, threshold, name, version = served.bands, served.threshold, served.name, served.version
+    predictions = []
+    for row, risk, label, row_terms, row_missing, row_outside in zip(
+        X.tolist(), risks.tolist(), labels, all_terms, missing.tolist(), outside.tolist(), strict=True
+    ):
+        predictions.append(
+            Prediction(
+                risk=risk,
+                band=band_for(risk, bands),
+                label=int(label),
+                threshold=threshold,
+                contributions=dict(zip(FEATURE_KEYS, row_terms, strict=True)) if row_terms is not None else {},
+                imputed=[key for key, gap in zip(FEATURE_KEYS, row_missing, strict=True) if gap],
+                warnings=[f"extrapolated:{key}" for key, out in zip(FEATURE_KEYS, row_outside, strict=True) if out],
+                model_name=name,
+                model_version=version,
+                features={
+                    key: None if gap else (int(value) if whole else value)
+                    for key, whole, gap, value in zip(FEATURE_KEYS, _WHOLE, row_missing, row, strict=True)
+                },
+            )
+        )
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(predictions))
     return predictions
+
+
+@dataclass(frozen=True, slots=True)
+class RiskBatch:
+    """Risks and labels for the rows of a matrix, and the model version that computed them."""
+
+    risks: numpy.ndarray  # float64, one per row
+    labels: numpy.ndarray  # int64: risk >= threshold
+    model_name: str
+    model_version: str
+
+
+def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
+    """Risks and labels only (no contributions, no per-row objects) for a float matrix of 1 to
+    MAX_INSTANCES rows, columns in schema order: the V2 inference endpoint's service.
+
+    Every value must be present and valid: refused cells raise FeatureValidationError keyed
+    ``instances[i].<key>`` with ``value_error``'s words (at most 10 are named). The check is a
+    few array operations when the matrix is valid. Raises ModelUnavailable when no model can serve.
+    """
+    started = time.perf_counter()
+    X = numpy.asarray(matrix, dtype=float)
+    if X.ndim != 2 or X.shape[1] != len(FEATURE_KEYS) or not 1 <= len(X) <= MAX_INSTANCES:
+        raise FeatureValidationError(
+            {"instances": [f"Give 1 to {MAX_INSTANCES} rows of {len(FEATURE_KEYS)} values; got shape {X.shape}."]}
+        )
+    bad = invalid_cells(X, allow_missing=False)
+    if len(bad):
+        metrics.INVALID_INPUTS.labels(interface).inc()
+        errors = {}
+        for i, j in bad[:10].tolist():
+            feature, value = FEATURES[j], float(X[i, j])
+            problem = value_error(feature, value) if value == value else f"{feature.label} is missing."
+            errors[f"instances[{i}].{feature.key}"] = [problem]
+        raise FeatureValidationError(errors)
+    served = active_model.get()
+    risks, _ = served.model.predict_matrix(X, contributions=False)
+    metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
+    metrics.PREDICTIONS.labels(interface).inc(len(risks))
+    return RiskBatch(
+        risks=risks,
+        labels=(risks >= served.threshold).astype(numpy.int64),
+        model_name=served.name,
+        model_version=served.version,
+    )
 
 
 def model_overview(*, history: int = 20) -> dict[str, Any]:

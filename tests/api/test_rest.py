@@ -83,9 +83,9 @@ def test_batch_is_one_vectorised_model_call(client, served_model, monkeypatch):
     calls = {"matrix": [], "one": 0}
     original = AdditiveModel.predict_matrix
 
-    def spy_matrix(self, X):
+    def spy_matrix(self, X, **options):
         calls["matrix"].append(len(X))
-        return original(self, X)
+        return original(self, X, **options)
 
     def spy_one(self, values):
         calls["one"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -10,12 +11,13 @@ import threading
 import pytest
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from prometheus_client import REGISTRY
 
 from live import consumers
 from live.layer import group_send_quietly
 from live.routing import websocket_urlpatterns
 from ml_engine.registry import ModelUnavailable, active_model
-from ml_engine.schema import FEATURE_KEYS, FEATURES
+from ml_engine.schema import FEATURE_KEYS, FEATURES, FeatureValidationError
 from ml_engine.services import predict
 from tests.samples import PERSON
 
@@ -286,29 +288,47 @@ async def test_a_burst_is_coalesced_and_the_last_update_is_answered(served_model
 
 async def test_slow_inference_runs_on_the_inference_threads(slow_path, monkeypatch):
     threads = []
+    model_predict = slow_path.model.predict_one
 
-    def recording_predict(**kwargs):
+    def recording_predict(values):
         threads.append(threading.current_thread().name)
-        return predict(**kwargs)
+        return model_predict(values)
 
-    monkeypatch.setattr(consumers, "predict", recording_predict)
+    expected = predict(features=FULL)
+    monkeypatch.setattr(slow_path.model, "predict_one", recording_predict)
     ws = await open_socket()
     reply = await exchange(ws, {"type": "update", "seq": 1, "features": FULL})
-    assert reply["risk"] == pytest.approx(predict(features=FULL).risk, abs=1e-9)
+    assert reply["risk"] == pytest.approx(expected.risk, abs=1e-9)
     assert threads and all(name.startswith("live-predict") for name in threads)
+    await ws.disconnect()
+
+
+async def test_folded_inference_runs_inline_on_the_event_loop(served_model, monkeypatch):
+    assert served_model.model.fast is not None
+    threads = []
+    model_predict = served_model.model.predict_one
+
+    def recording_predict(values):
+        threads.append(threading.current_thread().name)
+        return model_predict(values)
+
+    monkeypatch.setattr(served_model.model, "predict_one", recording_predict)
+    ws = await open_socket()
+    assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
+    assert threads == [threading.current_thread().name]
     await ws.disconnect()
 
 
 async def test_an_unloaded_model_is_loaded_off_the_event_loop(served_model, monkeypatch):
     threads = []
 
-    def recording_predict(**kwargs):
+    def recording_get():
         threads.append(threading.current_thread().name)
         active_model.install(served_model)  # what the first active_model.get() does, minus the database
-        return predict(**kwargs)
+        return served_model
 
-    monkeypatch.setattr(consumers, "predict", recording_predict)
     active_model.reset()
+    monkeypatch.setattr(active_model, "get", recording_get)
     ws = await open_socket()
     assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
     assert threads and threads[0].startswith("live-predict")
@@ -316,10 +336,11 @@ async def test_an_unloaded_model_is_loaded_off_the_event_loop(served_model, monk
 
 
 async def test_model_unavailable_is_an_error_and_the_socket_stays_open(served_model, monkeypatch):
-    def unavailable(**kwargs):
+    def unavailable():
         raise ModelUnavailable("No model is active. Run `python manage.py train`.")
 
-    monkeypatch.setattr(consumers, "predict", unavailable)
+    active_model.reset()
+    monkeypatch.setattr(active_model, "get", unavailable)
     ws = await open_socket()
     reply = await exchange(ws, {"type": "update", "seq": 1, "features": FULL})
     assert reply == {
@@ -328,21 +349,22 @@ async def test_model_unavailable_is_an_error_and_the_socket_stays_open(served_mo
         "code": "model_unavailable",
         "detail": "No model is active. Run `python manage.py train`.",
     }
-    monkeypatch.setattr(consumers, "predict", predict)
+    monkeypatch.undo()
+    active_model.install(served_model)
     assert (await exchange(ws, {"type": "update", "seq": 2, "features": {"age": 40}}))["type"] == "prediction"
     await ws.disconnect()
 
 
 async def test_an_unexpected_failure_is_an_error_and_is_logged_without_features(served_model, monkeypatch, caplog):
-    def broken(**kwargs):
+    def broken(values):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(consumers, "predict", broken)
+    monkeypatch.setattr(served_model.model, "predict_one", broken)
     ws = await open_socket()
     with caplog.at_level(logging.ERROR, logger="live.consumers"):
         reply = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 187}})
     assert reply["type"] == "error" and reply["code"] == "internal_error" and reply["seq"] == 1
-    assert "187" not in caplog.text
+    assert "boom" in caplog.text and "187" not in caplog.text
     await ws.disconnect()
 
 
@@ -375,9 +397,7 @@ async def test_predictions_reach_the_board_only_with_a_board(served_model, monke
     [(b"", None), (b"board=lobby", "lobby"), (b"board=a%20b", None), (b"board=" + b"x" * 65, None), (b"x=1", None)],
 )
 def test_board_names_are_parsed_from_the_query(query, board):
-    consumer = consumers.LivePredictConsumer()
-    consumer.scope = {"type": "websocket", "query_string": query}
-    assert consumer._board_from_query() == board
+    assert consumers.board_from_query({"type": "websocket", "query_string": query}) == board
 
 
 async def test_the_live_socket_does_not_listen_on_the_channel_layer(served_model, monkeypatch):
@@ -432,4 +452,109 @@ async def test_the_handshake_is_accepted_from_the_site_itself(served_model, asgi
     connected, _ = await ws.connect(timeout=TIMEOUT)
     assert connected
     assert (await exchange(ws, {"type": "update", "seq": 0, "features": FULL}))["type"] == "prediction"
+    await ws.disconnect()
+
+
+def open_live_sockets() -> float:
+    return REGISTRY.get_sample_value("diabetes_open_websockets", {"kind": "live"})
+
+
+async def test_an_update_with_hundreds_of_unknown_keys_gets_a_small_error(served_model):
+    ws = await open_socket()
+    before = open_live_sockets()
+    unknown = {f"k{i:03d}": 1 for i in range(480)}  # about 5 KB of frame
+    reply = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 148, **unknown}})
+    assert reply["type"] == "error" and reply["seq"] == 1
+    assert len(json.dumps(reply)) < 2048
+    assert reply["errors"]["non_field_errors"] == ["477 more unknown features not listed."]
+    assert (await exchange(ws, {"type": "update", "seq": 2, "features": {"age": 50}}))["type"] == "prediction"
+    await ws.disconnect()
+    assert open_live_sockets() == before - 1
+
+
+async def test_a_lone_surrogate_key_gets_an_error_frame(served_model):
+    ws = await open_socket()
+    reply = await exchange_text(ws, '{"type": "update", "seq": 1, "features": {"\\ud800": 1}}')
+    assert reply["type"] == "error" and reply["seq"] == 1 and list(reply["errors"]) == ["\ud800"]
+    await ws.disconnect()
+
+
+class SendRefused(Exception):
+    """What a server raises when it cannot take a message (autobahn's PayloadExceededError, a closed transport)."""
+
+
+@pytest.fixture
+def fresh_boards(monkeypatch):
+    from channels.layers import channel_layers
+
+    from live import boards
+
+    monkeypatch.setattr(boards, "_store", None)
+    channel_layers.backends.clear()
+
+
+@pytest.mark.parametrize("refuse", ["replies", "replies and closes"])
+async def test_a_refused_send_still_releases_the_socket(served_model, fresh_boards, refuse):
+    """Whatever send raises, the gauge goes down once, the answering task ends and the tile leaves the board."""
+    failing = asyncio.Event()
+
+    async def refusing_server(scope, receive, send):
+        async def checked_send(message):
+            if failing.is_set() and (message["type"] == "websocket.send" or refuse == "replies and closes"):
+                raise SendRefused("the server refused the message")
+            await send(message)
+
+        await application(scope, receive, checked_send)
+
+    kiosk = await open_socket("/ws/kiosk/cleanup/")
+    assert (await kiosk.receive_json_from(timeout=TIMEOUT))["sessions"] == []
+    before = open_live_sockets()
+    ws = WebsocketCommunicator(refusing_server, "/ws/predict/?board=cleanup")
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    assert open_live_sockets() == before + 1
+    assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
+    tile = await kiosk.receive_json_from(timeout=TIMEOUT)
+    assert tile["type"] == "session"
+    failing.set()
+    await ws.send_json_to({"type": "update", "seq": 2, "features": {"age": 60}})
+    if refuse == "replies":
+        assert await ws.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1011}
+    # Released at once, before the server reports the disconnect.
+    assert await kiosk.receive_json_from(timeout=TIMEOUT) == {"type": "session_end", "id": tile["id"]}
+    assert open_live_sockets() == before
+    assert [t for t in asyncio.all_tasks() if "_answer_pending" in repr(t.get_coro())] == []
+    await ws.send_input({"type": "websocket.disconnect", "code": 1011})
+    await asyncio.wait_for(ws.future, TIMEOUT)  # the application ends without an exception
+    assert ws.future.exception() is None
+    assert open_live_sockets() == before  # and counted down only once
+    await kiosk.disconnect()
+
+
+async def test_a_refused_error_reply_in_the_receive_loop_ends_the_socket(served_model):
+    async def refusing_server(scope, receive, send):
+        async def checked_send(message):
+            if message["type"] == "websocket.send" and '"errors"' in message["text"]:
+                raise SendRefused("payload exceeded")
+            await send(message)
+
+        await application(scope, receive, checked_send)
+
+    before = open_live_sockets()
+    ws = WebsocketCommunicator(refusing_server, "/ws/predict/")
+    assert (await ws.connect(timeout=TIMEOUT))[0]
+    await ws.send_json_to({"type": "update", "seq": 1, "features": {"shoe_size": 9}})
+    assert await ws.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1011}
+    await asyncio.wait_for(ws.future, TIMEOUT)  # the receive loop ends by itself after closing
+    assert ws.future.exception() is None
+    assert open_live_sockets() == before
+
+
+async def test_a_reply_over_the_reply_limit_is_replaced_by_a_short_error(served_model, monkeypatch):
+    def huge(**kwargs):
+        raise FeatureValidationError({"glucose": ["x" * 100_000]})
+
+    monkeypatch.setattr(consumers, "live_state_merge", huge)
+    ws = await open_socket()
+    reply = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 1}})
+    assert reply == consumers.REPLY_FAILED
     await ws.disconnect()

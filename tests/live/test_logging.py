@@ -50,12 +50,10 @@ async def test_a_live_session_in_process_logs_no_feature_value(served_model, cap
     assert (await exchange_text(ws, '{"glucose": 173.25,'))["code"] == "bad_json"
 
     # A failure inside the prediction is logged, without the state that caused it.
-    from live import consumers
-
-    def broken(**kwargs):
+    def broken(values):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(consumers, "predict", broken)
+    monkeypatch.setattr(served_model.model, "predict_one", broken)
     assert (await exchange(ws, {"type": "update", "seq": 4, "features": {"age": 68}}))["code"] == "internal_error"
     await ws.disconnect()
 

@@ -76,3 +76,37 @@ def test_disagreeing_fold_falls_back_to_scikit_learn(dataset, monkeypatch, caplo
     risk, _ = model.predict_one([1, 120, 70, None, None, 30, 0.4, 40])
     X = np.array([[1, 120, 70, np.nan, np.nan, 30, 0.4, 40]])
     assert risk == pytest.approx(pipeline.predict_proba(X)[0, 1], abs=1e-15)
+
+
+def test_vectorised_fold_equals_scikit_learn_over_the_data_and_the_range_sweeps(model, dataset):
+    rows = inference.check_rows(dataset.X)  # the training data, each feature missing, hard-range sweeps
+    risks, contributions = model.fast.predict_matrix(rows)
+    reference = model.pipeline.predict_proba(rows)[:, 1]
+    _, reference_contributions = model.sklearn_matrix(rows)
+    assert np.abs(risks - reference).max() < 1e-12
+    assert np.abs(contributions - reference_contributions).max() < 1e-12
+
+
+def test_vectorised_and_row_by_row_folds_agree(model, dataset):
+    rng = np.random.default_rng(11)
+    rows = inference.check_rows(dataset.X)[rng.integers(0, 1000, 200)]
+    rows[rng.random(rows.shape) < 0.3] = np.nan
+    risks, contributions = model.fast.predict_matrix(rows)
+    for row, risk, contrib in zip(rows, risks, contributions, strict=True):
+        one_risk, one_contrib = model.fast.predict_one([None if math.isnan(v) else v for v in row])
+        assert risk == pytest.approx(one_risk, abs=1e-15)
+        assert list(contrib) == pytest.approx(one_contrib, abs=1e-15)
+
+
+def test_the_served_matrix_path_is_the_fold_and_skips_contributions_when_asked(model, dataset, monkeypatch):
+    monkeypatch.setattr(model.pipeline, "predict_proba", None)  # scikit-learn must not be called
+    monkeypatch.setattr(inference, "additive_terms", None)
+    risks, contributions = model.predict_matrix(dataset.X, contributions=False)
+    assert contributions is None and risks.shape == (len(dataset.X),)
+
+
+def test_the_matrix_path_falls_back_to_scikit_learn_without_a_fold(model, dataset, monkeypatch):
+    monkeypatch.setattr(model, "fast", None)
+    risks, contributions = model.predict_matrix(dataset.X[:50])
+    assert np.abs(risks - model.pipeline.predict_proba(dataset.X[:50])[:, 1]).max() < 1e-15
+    assert contributions.shape == (50, 8)

@@ -93,3 +93,44 @@ def test_assessments_are_stored_and_purged(served_model):
     assert services.assessments_purge(older_than_days=30) == 1
     assert list(Assessment.objects.values_list("pk", flat=True)) == [new.pk]
     assert new.features == {**PERSON, "pregnancies": 2, "age": 50}
+
+
+def test_batch_without_contributions_gives_the_same_risks(served_model):
+    rows = [PERSON, {"glucose": 90}, {"insulin": 500}]
+    full = services.predict_many(instances=rows)
+    bare = services.predict_many(instances=rows, contributions=False)
+    assert [p.risk for p in bare] == [p.risk for p in full]
+    assert all(p.contributions == {} for p in bare)
+    assert [p.imputed for p in bare] == [p.imputed for p in full]
+
+
+def test_predict_risks_matches_the_batch_and_gives_labels(served_model):
+    import numpy as np
+
+    from ml_engine.schema import FEATURE_KEYS
+
+    full_rows = [{**PERSON, "age": 30 + i} for i in range(5)]
+    matrix = np.array([[row[k] for k in FEATURE_KEYS] for row in full_rows], dtype=float)
+    batch = services.predict_risks(matrix=matrix)
+    expected = services.predict_many(instances=full_rows)
+    assert batch.risks.tolist() == pytest.approx([p.risk for p in expected], abs=1e-15)
+    assert batch.labels.tolist() == [p.label for p in expected]
+    assert batch.model_version == served_model.version
+
+
+def test_predict_risks_names_refused_cells(served_model):
+    import numpy as np
+
+    from ml_engine.schema import FEATURE_KEYS
+
+    matrix = np.array([[PERSON[k] for k in FEATURE_KEYS]] * 3, dtype=float)
+    matrix[1, 1] = 900
+    matrix[2, 7] = np.nan
+    with pytest.raises(FeatureValidationError) as info:
+        services.predict_risks(matrix=matrix)
+    assert info.value.errors == {
+        "instances[1].glucose": ["Plasma glucose (2-h OGTT) must be a number from 20 to 600 mg/dL; got 900.0."],
+        "instances[2].age": ["Age is missing."],
+    }
+    with pytest.raises(FeatureValidationError):
+        services.predict_risks(matrix=np.zeros((1001, 8)))
