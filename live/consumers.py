@@ -365,10 +365,14 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
                 # heartbeat notices.
                 message = await self._layer.receive(self._channel)
                 if message.get("type") == "kiosk.event":
-                    await self.send_json(message["event"])
+                    sent = await self._relay(message["event"])
                 elif message.get("type") == "kiosk.heartbeat":
                     self._beats_back = max(self._beats_back, message["n"])
-                    await self.send_json({"type": "heartbeat", "at": message["at"], "active": message["active"]})
+                    sent = await self._relay({"type": "heartbeat", "at": message["at"], "active": message["active"]})
+                else:
+                    sent = True
+                if not sent:
+                    return
         except LAYER_ERRORS as exc:
             await self._unavailable(exc)
         except Exception:
@@ -392,6 +396,17 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
             logger.exception("Board %s: kiosk heartbeat failed.", self.board)
             await self._close_unavailable()
 
+    async def _relay(self, content: dict) -> bool:
+        """Send ``content`` to the kiosk; False when the socket is gone (the disconnect follows)."""
+        try:
+            await self.send_json(content)
+        except Exception as exc:
+            # The server refused the frame: the client left or the transport is gone (the
+            # exception depends on the server, e.g. autobahn's Disconnected). Not a bug.
+            logger.info("Board %s: a kiosk went away (%s).", self.board, type(exc).__name__)
+            return False
+        return True
+
     async def _unavailable(self, exc: BaseException) -> None:
         logger.warning("Board %s: closing a kiosk, the board is unavailable (%s).", self.board, type(exc).__name__)
         await self._close_unavailable()
@@ -399,7 +414,10 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
     async def _close_unavailable(self) -> None:
         if not self._closing:
             self._closing = True
-            await self.close(code=CLOSE_INTERNAL_ERROR, reason=self.unavailable_reason)
+            try:
+                await self.close(code=CLOSE_INTERNAL_ERROR, reason=self.unavailable_reason)
+            except Exception as exc:  # the socket is already gone; see _relay
+                logger.info("Board %s: a kiosk went away (%s).", self.board, type(exc).__name__)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Kiosks only listen; anything they send is ignored."""
