@@ -1,5 +1,9 @@
-# The web image: daphne serving the Django project. Built by docker-compose.yml.
-FROM python:3.11-slim
+# The web image: daphne serving the Django project. Built by docker-compose.yml, which runs it as
+# the one-shot `migrate` service and as the `web` replicas behind the proxy.
+# PYTHON_IMAGE selects the base (default: the official image); REQUIREMENTS=requirements-dev.txt
+# adds the development tools (docker-compose.dev.yml).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -7,8 +11,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MODEL_DIR=/var/lib/diabetes/models
 
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+ARG REQUIREMENTS=requirements.txt
+COPY requirements.txt requirements-dev.txt ./
+RUN pip install --no-cache-dir -r ${REQUIREMENTS}
 
 COPY . .
 # Hashed, compressed static files for whitenoise; the key only exists for this build step.
@@ -19,10 +24,12 @@ RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-inp
 
 USER app
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
-ENTRYPOINT ["sh", "docker/entrypoint.sh"]
-# `python -m project.serve` is daphne with 1009 closes for oversized frames (project/serve.py).
+# docker-compose.yml repeats this with a longer start period for the first start.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=3).status != 200)"
+# `python -m project.serve` is daphne with the production options (project/serve.py).
+# --proxy-headers is safe here only because the replicas are not published: the proxy is the only
+# peer and overwrites X-Forwarded-For.
 CMD ["python", "-m", "project.serve", "-b", "0.0.0.0", "-p", "8000", "--websocket_timeout", "-1", \
      "--websocket_connect_timeout", "10", "--ping-interval", "20", "--ping-timeout", "30", \
      "--application-close-timeout", "10", "--websocket-max-message-size", "65536", \

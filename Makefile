@@ -11,7 +11,7 @@ PORT ?= 8000
 # frame instead of dropping the connection (see project/serve.py).
 DAPHNE_FLAGS ?= --websocket_timeout -1 --websocket_connect_timeout 10 --ping-interval 20 --ping-timeout 30 --application-close-timeout 10 --websocket-max-message-size 65536 --websocket-max-frame-size 65536
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean compose-test
 
 $(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,23 @@ run: $(BIN)/.runtime
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py ensure_model
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python -m project.serve -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) asgi:application
 
+# SKIP_LINT=1 runs the tests only (CI's second database run; ruff already ran once).
 test: $(BIN)/.dev
+ifneq ($(SKIP_LINT),1)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+endif
 	DJANGO_DEBUG=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The compose stack for real (tests/compose): two web replicas behind the proxy, through one port.
+compose-test: $(BIN)/.dev
+	DJANGO_DEBUG=1 $(BIN)/python -m pytest -m compose tests/compose -s -v --timeout 1800 $(PYTEST_ARGS)
+
+# Settings for `docker compose`: a random secret key and database password, made once, never committed.
+.env:
+	umask 077 && printf 'COMPOSE_PROJECT_NAME=diabetes-risk\nDJANGO_SECRET_KEY=%s\nPOSTGRES_PASSWORD=%s\n' \
+	  "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	  "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" > $@
 
 lint: $(BIN)/.dev
 	$(BIN)/ruff check .

@@ -7,9 +7,11 @@ under ``non_field_errors``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -20,6 +22,10 @@ from ml_engine.registry import ModelUnavailable
 from ml_engine.schema import FeatureValidationError
 
 NON_FIELD = "non_field_errors"
+# Seconds a client is asked to wait when the database or the model is down (Retry-After).
+RETRY_AFTER_SECONDS = 5
+
+logger = logging.getLogger(__name__)
 
 
 def _flatten(detail: Any, path: str = "") -> Iterator[tuple[str, list[str]]]:
@@ -55,7 +61,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, FeatureValidationError):
         return Response(errors_body(exc.errors), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ModelUnavailable):
-        return Response(errors_body(str(exc)), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return _unavailable(str(exc))
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is down or unreachable: the client may retry; no traceback per request.
+        logger.warning("Database unavailable: %s", exc)
+        return _unavailable("The database is unavailable; try again shortly.")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django's 500 handling (and logging) applies
@@ -73,4 +83,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         response.data = errors_body(detail)
+    return response
+
+
+def _unavailable(message: str) -> Response:
+    response = Response(errors_body(message), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

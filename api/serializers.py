@@ -12,8 +12,46 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, FeatureValidationError, clean_features, value_error
+from ml_engine.schema import (
+    CLINICAL_CUTOFFS,
+    FEATURE_KEYS,
+    FEATURES,
+    WARNING_CODES,
+    Feature,
+    FeatureValidationError,
+    clean_features,
+    value_error,
+)
 from ml_engine.services import MAX_INSTANCES
+
+# At most this many unknown keys are named in an error; the rest are counted ("and N more"), so
+# an object with 200,000 unknown keys costs one pass over its keys and a small 400 body.
+MAX_NAMED_UNKNOWN = 3
+
+
+def safe_key(key: Any, limit: int = 40) -> str:
+    """A client's key as printable text for an error message: cut to ``limit`` characters, lone
+    surrogates escaped (they cannot be encoded as UTF-8 in the reply)."""
+    text = key if isinstance(key, str) else repr(key)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unknown_keys_error(data: dict, known: Any, *, noun: str, expected: str = "expected") -> dict[str, list[str]] | None:
+    """``None`` when every key of ``data`` is in ``known``; otherwise a bounded error: the first
+    MAX_NAMED_UNKNOWN unknown keys by name, the others as a count under ``non_field_errors``."""
+    unknown = [key for key in data if key not in known]
+    if not unknown:
+        return None
+    names = ", ".join(known)
+    errors: dict[str, list[str]] = {}
+    for key in unknown[:MAX_NAMED_UNKNOWN]:
+        name = safe_key(key)
+        errors[name] = [f"Unknown {noun} {name}; {expected}: {names}."]
+    if len(unknown) > MAX_NAMED_UNKNOWN:
+        errors["non_field_errors"] = [f"And {len(unknown) - MAX_NAMED_UNKNOWN} more unknown {noun}s."]
+    return errors
 
 
 class StrictSerializer(serializers.Serializer):
@@ -21,12 +59,9 @@ class StrictSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = [key for key in data if key not in self.fields]
-            if unknown:
-                expected = ", ".join(self.fields)
-                raise serializers.ValidationError(
-                    {str(key)[:40]: [f"Unknown field {str(key)[:40]}; expected: {expected}."] for key in unknown}
-                )
+            errors = unknown_keys_error(data, self.fields, noun="field")
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 
@@ -87,6 +122,12 @@ class FeaturesSerializer(StrictSerializer):
         return {f.key: feature_field(f, required=False, allow_null=True) for f in FEATURES}
 
     def to_internal_value(self, data: Any) -> dict[str, float | None]:
+        if isinstance(data, dict) and len(data) > len(FEATURE_KEYS) + MAX_NAMED_UNKNOWN:
+            # Many unknown keys: refused before any value is looked at, with a bounded message
+            # (README: "Errors"); a few are reported by clean_features with the values' problems.
+            errors = unknown_keys_error(data, FEATURE_KEYS, noun="feature", expected="expected one of")
+            if errors:
+                raise serializers.ValidationError(errors)
         try:
             return clean_features(data)
         except FeatureValidationError as exc:
@@ -94,6 +135,9 @@ class FeaturesSerializer(StrictSerializer):
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return {key: instance.get(key) for key in FEATURE_KEYS}
+
+
+MAX_FAILED_ROWS = 10  # rows of a batch whose errors are described; further ones are counted
 
 
 class InstancesField(serializers.ListField):
@@ -109,7 +153,25 @@ class InstancesField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[dict[str, float | None]]:
         if isinstance(data, list) and not 1 <= len(data) <= MAX_INSTANCES:
             raise serializers.ValidationError(f"Give a list of 1 to {MAX_INSTANCES} feature objects; got {len(data)}.")
-        return super().to_internal_value(data)
+        if not isinstance(data, list):
+            return super().to_internal_value(data)  # DRF's "Expected a list" error
+        # Every row is checked, but only the first MAX_FAILED_ROWS failing rows are described; the
+        # rest are counted, so the error body stays small whatever the batch holds.
+        cleaned: list[dict[str, float | None]] = []
+        errors: dict[int | str, Any] = {}
+        failed = 0
+        for i, row in enumerate(data):
+            try:
+                cleaned.append(self.child.run_validation(row))
+            except serializers.ValidationError as exc:
+                failed += 1
+                if failed <= MAX_FAILED_ROWS:
+                    errors[i] = exc.detail
+        if failed > MAX_FAILED_ROWS:
+            errors["non_field_errors"] = [f"And {failed - MAX_FAILED_ROWS} more instances with errors."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return cleaned
 
 
 class ContributionsSerializer(serializers.Serializer):
@@ -122,6 +184,20 @@ class ContributionsSerializer(serializers.Serializer):
         }
 
 
+class PointsSerializer(serializers.Serializer):
+    """Each feature's effect in percentage points of risk against the average person in the study."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            f.key: serializers.FloatField(
+                label=f.label,
+                help_text=f"Risk of the average person with only {f.label} changed to this value, minus the "
+                "average person's risk, in percentage points (exact; the points need not add up).",
+            )
+            for f in FEATURES
+        }
+
+
 class ModelRefSerializer(serializers.Serializer):
     name = serializers.CharField()
     version = serializers.CharField()
@@ -130,17 +206,20 @@ class ModelRefSerializer(serializers.Serializer):
 class PredictionSerializer(serializers.Serializer):
     """One person's risk, its explanation and the id of the stored assessment."""
 
-    id = serializers.IntegerField(help_text="The stored assessment; use it to record the outcome later.")
+    id = serializers.UUIDField(help_text="The stored assessment (a random UUID); use it to record the outcome later.")
     risk = serializers.FloatField(min_value=0, max_value=1, help_text="Probability of diabetes within five years.")
     band = serializers.ChoiceField(choices=["low", "moderate", "high"])
     label = serializers.IntegerField(min_value=0, max_value=1, help_text="1 when risk >= threshold, else 0.")
     threshold = serializers.FloatField(min_value=0, max_value=1)
     contributions = ContributionsSerializer()
+    points = PointsSerializer()
     imputed = serializers.ListField(
         child=serializers.ChoiceField(choices=list(FEATURE_KEYS)), help_text="Features that were estimated."
     )
     warnings = serializers.ListField(
-        child=serializers.CharField(), help_text="For example extrapolated:<key> outside the training range."
+        child=serializers.ChoiceField(choices=WARNING_CODES),
+        help_text="extrapolated:<key>: a value outside the training range (held at its edge). "
+        + " ".join(f"{c.code}: {c.message} Source: {c.source}" for c in CLINICAL_CUTOFFS),
     )
     model = ModelRefSerializer()
 

@@ -25,6 +25,8 @@ from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, value_error
 from ml_engine.services import MAX_INSTANCES, predict_risks
 
+from .access import predict_access_error
+
 MODEL_NAME = "diabetes"
 SERVER_NAME = "diabetes-risk"
 SERVER_VERSION = "1.0.0"
@@ -141,6 +143,12 @@ def unknown_model(request: HttpRequest, name: str, rest: str = "") -> JsonRespon
 @v2_view("POST")
 def model_infer(request: HttpRequest, version: str | None = None) -> HttpResponse:
     """Risks and labels for the rows of the ``features`` tensor."""
+    refused = predict_access_error(request)  # README: "Access and roles"
+    if refused is not None:
+        response = _error(refused[1], refused[0])
+        if refused[0] == 401:
+            response["WWW-Authenticate"] = "Api-Key"
+        return response
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise V2Error(f"Content-Encoding {encoding[:32]} is not supported; send the body uncompressed.")
@@ -184,9 +192,12 @@ def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
     if length_header is None:
         head, binary = raw, b""
     else:
-        if not length_header.strip().isdigit() or int(length_header) > len(raw):
+        text = length_header.strip()
+        # ASCII digits only ("²".isdigit() is true but int() refuses it), and short enough that
+        # int() is cheap: no body is longer than 12 digits of bytes.
+        if not (text.isascii() and text.isdigit() and len(text) <= 12) or int(text) > len(raw):
             raise V2Error(f"{HEADER_LENGTH} must be the length of the JSON header within the body.")
-        length = int(length_header)
+        length = int(text)
         head, binary = raw[:length], raw[length:]
     try:
         header = json.loads(head.decode("utf-8"), parse_constant=_reject_constant)

@@ -23,6 +23,8 @@ from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
+from project import http_limits
+
 SERVER_CLOSE_CODES = frozenset({1008, 1009, 1011})
 READ_HIGH_WATER = 256  # frames waiting for the application
 READ_LOW_WATER = 32
@@ -68,6 +70,7 @@ class ClosingServer(Server):
         # Called once listening starts; the WebSocket factory exists by then (Server.run).
         self.ws_factory.setProtocolOptions(failByDrop=False)
         self.ws_factory.protocol = ClosingWebSocketProtocol
+        http_limits.install(self)  # body size, slow clients, file descriptors (project/http_limits.py)
         super().listen_success(port)
 
 

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "ml_engine",
@@ -142,6 +143,10 @@ MODEL_WATCH_INTERVAL = env.float("MODEL_WATCH_INTERVAL", default=0.5)
 # Assessments hold health data: purge_assessments deletes those older than this.
 ASSESSMENT_RETENTION_DAYS = env.int("ASSESSMENT_RETENTION_DAYS", default=365)
 
+# Access (README: "Access and roles"). Predictions are open unless this asks for a key with the
+# "predict" scope; outcomes always need a key with the "outcomes" scope or a staff session.
+API_REQUIRE_KEY_FOR_PREDICT = env.bool("DJANGO_API_REQUIRE_KEY_FOR_PREDICT", default=False)
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -156,6 +161,8 @@ REST_FRAMEWORK = {
     # Proxies in front of daphne whose X-Forwarded-For is trusted; 0 throttles by the peer address,
     # so a client cannot dodge the throttle by inventing X-Forwarded-For headers.
     "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
+    # ASCII-only JSON: a lone surrogate a client sent (echoed in an error) cannot break the reply.
+    "UNICODE_JSON": False,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -171,6 +178,18 @@ SPECTACULAR_SETTINGS = {
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# HTTP limits (README: "Limits"), applied by daphne while a request is read (project/http_limits.py).
+# A body over this many bytes is answered 413 as soon as that is known, without being stored.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("HTTP_MAX_BODY_BYTES", default=2_621_440)
+# Seconds for a whole request (line, headers, body) to arrive; a trickling client gets 408.
+HTTP_REQUEST_TIMEOUT = env.float("HTTP_REQUEST_TIMEOUT", default=15.0)
+# Seconds an HTTP connection may stay open sending nothing (WebSockets are not affected).
+HTTP_IDLE_TIMEOUT = env.float("HTTP_IDLE_TIMEOUT", default=30.0)
+
+# Error pages (README: "Errors"): in DEBUG, settings holding credentials (passwords inside
+# REDIS_URL, CHANNEL_LAYERS hosts, database URLs) are masked.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "project.errors.CredentialFilter"
 
 # Security: secure by default outside DEBUG, each switch overridable for a TLS-terminating proxy.
 SECURE_PROXY_SSL_HEADER = (

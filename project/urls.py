@@ -8,3 +8,6 @@ urlpatterns = [
     path("", include("api.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# The APIs answer a bug in their JSON shape, never with an HTML page (README: "Errors").
+handler500 = "project.errors.server_error"
