@@ -34,6 +34,7 @@ from ml_engine.services import (
     predict_many,
 )
 
+from .drf import charge_rows
 from .schema import RequiredBodySchema
 from .serializers import ErrorsSerializer, FeaturesSerializer, InstancesField, PredictionSerializer, StrictSerializer
 
@@ -183,6 +184,7 @@ class PredictApi(APIView):
             prediction = predict(features=data["features"], interface="rest")
             assessment = assessment_create(prediction=prediction, interface="rest")
             return Response({"id": assessment.pk, **prediction.as_dict()})
+        charge_rows(request, len(data["instances"]) - 1)  # a batch of N costs N (README: "Throttles")
         predictions = predict_many(instances=data["instances"], interface="rest")
         assessments = assessments_create(predictions=predictions, interface="rest")
         return Response(

@@ -1,4 +1,4 @@
-"""WebSocket URL routes, mounted by the root asgi.py (behind AllowedHostsOriginValidator)."""
+"""WebSocket URL routes, mounted by the root asgi.py (behind the origin check and the connect throttle)."""
 
 from django.urls import path, re_path
 
