@@ -78,16 +78,18 @@ def main() -> int:
 
     sections: dict = {"inference": inference.run(served=served, rows=rows)}
     if "--inference-only" not in sys.argv:
-        if wanted("mlserver"):
-            print("MLServer beside this project ...", flush=True)
-            sections["mlserver"] = mlserver.run(work=work, version=served.version, rows=rows, keys=list(FEATURE_KEYS))
-        for name, run_section in report.live_sections():
+        keys = list(FEATURE_KEYS)
+        runs = [
+            ("mlserver", lambda work: mlserver.run(work=work, version=served.version, rows=rows, keys=keys)),
+            *report.live_sections(),
+            ("attacks", lambda work: attacks.run(work=work)),
+        ]
+        for name, run_section in runs:
             if wanted(name):
                 print(f"{name} ...", flush=True)
+                began = time.monotonic()
                 sections[name] = run_section(work=work)
-        if wanted("attacks"):
-            print("attacks ...", flush=True)
-            sections["attacks"] = attacks.run(work=work)
+                print(f"{name}: {time.monotonic() - began:.0f} s", flush=True)
     # A partial run (--only) must not replace the full report in docs/.
     out = work / "docs" if only or "--inference-only" in sys.argv else ROOT / "docs"
     report.write(sections, machine=machine(), elapsed=time.monotonic() - started, out=out)
