@@ -1,10 +1,11 @@
 """Rate limits per client address, shared by every process through Redis when ``REDIS_URL`` is set.
 
-README: "Throttles". Each limit is a fixed window: ``rate`` is ``"<count>/<second|minute|hour|day>"``
-and a request of ``cost`` units (a batch of 1000 rows costs 1000) is allowed while the window's
-total stays within ``count``; a refused request costs nothing. With Redis the check-and-add is one
-Lua script (atomic across processes) on one key per address and window, which expires with its
-window; without Redis each process counts in a bounded dictionary.
+README: "Throttles". Each limit is a fixed window per address that opens with the address's first
+request: ``rate`` is ``"<count>/<second|minute|hour|day>"`` and a request of ``cost`` units (a batch
+of 1000 rows costs 1000) is allowed while the window's total stays within ``count``; a refused
+request costs nothing. With Redis the check-and-add is one Lua script (atomic across processes) on
+one key per address that expires when its window ends; without Redis each process counts in a
+bounded dictionary.
 
 If Redis cannot be reached the limit lets requests through (logged at most once a minute): a
 throttle must not turn a Redis outage into a total one.
@@ -31,15 +32,21 @@ MAX_ADDRESS_LENGTH = 64  # an address longer than this is cut (keys stay small)
 MEMORY_MAX_KEYS = 100_000  # per process, without Redis: the oldest windows are dropped past this
 OUTAGE_LOG_INTERVAL = 60.0
 
-# KEYS[1]: the window's counter; ARGV: cost, limit, window seconds. Returns the new total, or -1
-# when the cost does not fit (nothing is added then).
+# KEYS[1]: the address's counter; ARGV: cost, limit, window in ms. The window starts with the
+# first request (the key's expiry), so it is not shared by every client on the clock's minute.
+# Returns {total or -1 when the cost does not fit (nothing added then), ms left in the window}.
 _LUA = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local cost = tonumber(ARGV[1])
-if used + cost > tonumber(ARGV[2]) then return -1 end
+if used + cost > tonumber(ARGV[2]) then
+  local left = redis.call('PTTL', KEYS[1])
+  if left < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]); left = tonumber(ARGV[3]) end
+  return {-1, left}
+end
 local total = redis.call('INCRBY', KEYS[1], cost)
-if total == cost then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-return total
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]); left = tonumber(ARGV[3]) end
+return {total, left}
 """
 
 
@@ -71,47 +78,42 @@ class Throttle:
     def rate(self) -> tuple[int, int] | None:
         return parse_rate(self._rate())
 
-    def _key(self, address: str, window: int) -> tuple[str, int, float]:
-        now = time.time()
-        index = int(now // window)
-        key = f"{KEY_PREFIX}:{self.scope}:{address[:MAX_ADDRESS_LENGTH]}:{index}"
-        return key, index, (index + 1) * window - now
+    def _key(self, address: str) -> str:
+        return f"{KEY_PREFIX}:{self.scope}:{address[:MAX_ADDRESS_LENGTH]}"
 
     def hit(self, address: str, cost: int = 1) -> Decision:
         rate = self.rate
         if rate is None:
             return Decision(True, 0.0)
         limit, window = rate
-        key, _, left = self._key(address, window)
         if cost > limit:
-            return Decision(False, left)
+            return Decision(False, float(window))
         client = _sync_redis()
         if client is None:
-            return _memory.hit(key, cost, limit, window, left)
+            return _memory.hit(self._key(address), cost, limit, window)
         try:
-            total = client.eval(_LUA, 1, key, cost, limit, window)
+            total, left_ms = client.eval(_LUA, 1, self._key(address), cost, limit, window * 1000)
         except Exception as exc:  # Redis down: let the request through
             _outage(exc)
             return Decision(True, 0.0)
-        return Decision(total != -1, left)
+        return Decision(total != -1, left_ms / 1000)
 
     async def ahit(self, address: str, cost: int = 1) -> Decision:
         rate = self.rate
         if rate is None:
             return Decision(True, 0.0)
         limit, window = rate
-        key, _, left = self._key(address, window)
         if cost > limit:
-            return Decision(False, left)
+            return Decision(False, float(window))
         client = _async_redis()
         if client is None:
-            return _memory.hit(key, cost, limit, window, left)
+            return _memory.hit(self._key(address), cost, limit, window)
         try:
-            total = await client.eval(_LUA, 1, key, cost, limit, window)
+            total, left_ms = await client.eval(_LUA, 1, self._key(address), cost, limit, window * 1000)
         except Exception as exc:
             _outage(exc)
             return Decision(True, 0.0)
-        return Decision(total != -1, left)
+        return Decision(total != -1, left_ms / 1000)
 
 
 class _MemoryCounts:
@@ -121,14 +123,14 @@ class _MemoryCounts:
         self._counts: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def hit(self, key: str, cost: int, limit: int, window: int, left: float) -> Decision:
+    def hit(self, key: str, cost: int, limit: int, window: int) -> Decision:
         now = time.monotonic()
         with self._lock:
-            used, expires = self._counts.get(key, (0, now + left))
+            used, expires = self._counts.get(key, (0, now + window))
             if expires <= now:
-                used = 0
+                used, expires = 0, now + window
             if used + cost > limit:
-                return Decision(False, left)
+                return Decision(False, expires - now)
             self._counts[key] = (used + cost, expires)
             self._counts.move_to_end(key)
             while len(self._counts) > MEMORY_MAX_KEYS:
