@@ -168,6 +168,8 @@ def write(sections: dict, *, machine: str, elapsed: float, out: Path) -> None:
     rows = list(inference)
     if live:
         rows += live["keystroke"] + live["fanout"][:1]
+    if comparison and "skipped" not in comparison:
+        rows += [comparison["MLServer"]["one_row"], comparison["this project"]["one_row"], comparison["rest"]]
     (out / "latency.svg").write_text(_svg(rows))
 
 
@@ -244,7 +246,7 @@ def _mlserver_lines(comparison: dict) -> list[str]:
         "`risk` output.",
         f"- Both returned the same probabilities for {comparison['agreement_rows']} rows of the training data "
         f"(largest difference {comparison['agreement']:.1e}) before anything was timed.",
-        "- One client (Python's `http.client`, keep-alive) for both servers; MLServer was measured first. "
+        "- One client (Python's `http.client`, keep-alive) for both servers; the servers took turns in four rounds. "
         "CPU is the server process's user + system time (with its children) over the 1-row run, divided by "
         "the requests. This project runs one daphne process with `DJANGO_DEBUG=1`, as the rest of this file.",
         "",

@@ -1,5 +1,8 @@
 """Database records of the model registry and of the assessments made with it."""
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -10,7 +13,9 @@ class ModelVersion(models.Model):
     version = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField()
     algorithm = models.CharField(max_length=64)
-    artifact = models.CharField(max_length=255, help_text="Path of the joblib file under MODEL_DIR.")
+    artifact = models.CharField(
+        max_length=255, help_text="Where `models export` writes the joblib file, relative to the export folder."
+    )
     artifact_sha256 = models.CharField(max_length=64)
     data_sha256 = models.CharField(max_length=64)
     sklearn_version = models.CharField(max_length=32)
@@ -30,6 +35,21 @@ class ModelVersion(models.Model):
         return f"{self.version}{' (active)' if self.is_active else ''}"
 
 
+class ModelArtifact(models.Model):
+    """The joblib bytes of a version, stored in the database so that every process on every machine
+    loads the same verified artifact with nothing but a database connection (README: "Model
+    registry"). Kept apart from ModelVersion so that listing and polling versions never reads them."""
+
+    model_version = models.OneToOneField(
+        ModelVersion, on_delete=models.CASCADE, primary_key=True, related_name="stored_artifact"
+    )
+    content = models.BinaryField()
+    size = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"artifact of {self.model_version_id} ({self.size} bytes)"
+
+
 class ModelActivation(models.Model):
     """When each version started serving: the history behind `activate` roll-forwards and backs."""
 
@@ -45,12 +65,21 @@ class ModelActivation(models.Model):
 
 class Assessment(models.Model):
     """A stored prediction from the form or the REST API. Holds health data: see the retention
-    setting and `purge_assessments`. WebSocket keystroke predictions are not stored."""
+    setting and `purge_assessments`. WebSocket keystroke predictions are not stored.
+
+    Outside the server an assessment is known only by ``public_id`` (a random UUID); the database
+    key is never shown, so ids cannot be guessed or enumerated (README: "Access and roles")."""
 
     class Interface(models.TextChoices):
         FORM = "form"
         REST = "rest"
 
+    class OutcomeSource(models.TextChoices):
+        API_KEY = "api_key", "an API key with the outcomes scope"
+        STAFF = "staff", "a staff member"
+        UNVERIFIED = "unverified", "unknown (recorded before outcomes needed a key)"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     interface = models.CharField(max_length=8, choices=Interface.choices)
     features = models.JSONField(help_text="The inputs, with null for an imputed feature.")
@@ -60,9 +89,32 @@ class Assessment(models.Model):
     model_version = models.CharField(max_length=64)
     outcome = models.PositiveSmallIntegerField(null=True, blank=True, choices=[(0, "no diabetes"), (1, "diabetes")])
     outcome_recorded_at = models.DateTimeField(null=True, blank=True)
+    # Who recorded the outcome: only key- and staff-recorded outcomes feed `train --from-db`.
+    outcome_source = models.CharField(max_length=16, choices=OutcomeSource.choices, blank=True, default="")
+    outcome_recorded_by = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"Assessment {self.pk} ({self.risk:.0%}, {self.band})"
+        return f"Assessment {self.public_id} ({self.risk:.0%}, {self.band})"
+
+
+class OutcomeChange(models.Model):
+    """Audit trail of outcomes: one row each time an outcome is recorded or changed (who, when,
+    old → new). Rows are written by the service only and never edited."""
+
+    assessment = models.ForeignKey(Assessment, on_delete=models.CASCADE, related_name="outcome_changes")
+    changed_at = models.DateTimeField(db_index=True)
+    changed_by = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Assessment.OutcomeSource.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    old_outcome = models.PositiveSmallIntegerField(null=True, blank=True)
+    new_outcome = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["-changed_at"]
+
+    def __str__(self) -> str:
+        old = "none" if self.old_outcome is None else self.old_outcome
+        return f"{self.assessment.public_id}: {old} → {self.new_outcome} by {self.changed_by}"
