@@ -22,7 +22,17 @@ from django.utils import timezone
 from . import metrics
 from .inference import additive_terms, feature_groups
 from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
-from .registry import ArtifactError, ServedModel, active_model, load_version, write_artifact
+from .registry import (
+    ARTIFACT_NAME,
+    ArtifactError,
+    ServedModel,
+    active_model,
+    load_version,
+    registry_lock,
+    serialise,
+    store_version,
+    version_name,
+)
 from .schema import (
     CLINICAL_CUTOFFS,
     FEATURE_KEYS,
@@ -33,7 +43,7 @@ from .schema import (
     invalid_cells,
     value_error,
 )
-from .training import Dataset, load_dataset, train, with_extra_rows
+from .training import Dataset, load_dataset, quick_pool, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
 
@@ -450,17 +460,28 @@ def model_train(
     from_db: bool = False,
     repeats: int = 10,
     seed: int = 42,
+    quick: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[ModelVersion, Any]:
-    """Train, store and register a new version (and activate it unless told not to)."""
+    """Train, store and register a new version (and activate it unless told not to).
+
+    ``quick`` cross-validates only the candidate that is served (``training.quick_pool``) with one 5-fold
+    round, a few seconds, for a first start (README: "Model registry"); otherwise every candidate is
+    compared over ``repeats`` x 5 folds."""
     dataset: Dataset = load_dataset()
     if from_db:
         dataset = with_extra_rows(dataset, *outcome_dataset())
-    outcome = train(dataset, repeats=repeats, seed=seed, progress=progress)
+    if quick:
+        outcome = train(dataset, repeats=1, seed=seed, pool=quick_pool(), progress=progress)
+    else:
+        outcome = train(dataset, repeats=repeats, seed=seed, progress=progress)
     model = outcome.pipeline
     terms = additive_terms(model, feature_groups(model), dataset.X)
     term_means = terms.mean(axis=0)
     sample = dataset.X[:: max(1, len(dataset.X) // 20)]
+    # Quantiles of every feature: with check_rows they cover each polynomial piece of the fold, so
+    # a process verifies the fast path from the version's metadata alone, never the training CSV.
+    quantiles = numpy.nanquantile(dataset.X, numpy.linspace(0, 1, 101), axis=0)
     created = timezone.now()
     metadata = {
         **outcome.metadata,
@@ -475,23 +496,46 @@ def model_train(
             "rows": [[None if math.isnan(v) else float(v) for v in row] for row in sample],
             "risks": [float(p) for p in model.predict_proba(sample)[:, 1]],
         },
+        "fast_path_check": {"rows": [[float(v) for v in row] for row in quantiles]},
     }
-    version, path, digest = write_artifact(pipeline=model, metadata=metadata, created=created)
-    record = ModelVersion.objects.create(
-        version=version,
-        created_at=created,
-        algorithm=outcome.chosen.candidate.name,
-        artifact=str(path.relative_to(path.parent.parent)),
-        artifact_sha256=digest,
-        data_sha256=dataset.sha256,
-        sklearn_version=sklearn.__version__,
-        numpy_version=numpy.__version__,
-        metrics=outcome.metadata["metrics"],
-        metadata={**metadata, "version": version, "artifact_sha256": digest},
+    content, digest = serialise(model)
+    version = version_name(created, digest)
+    record = store_version(
+        fields={
+            "version": version,
+            "created_at": created,
+            "algorithm": outcome.chosen.candidate.name,
+            "artifact": f"{version}/{ARTIFACT_NAME}",
+            "artifact_sha256": digest,
+            "data_sha256": dataset.sha256,
+            "sklearn_version": sklearn.__version__,
+            "numpy_version": numpy.__version__,
+            "metrics": outcome.metadata["metrics"],
+            "metadata": {**metadata, "version": version, "artifact_sha256": digest},
+        },
+        content=content,
     )
     if activate:
         record = model_activate(version=version)
     return record, outcome
+
+
+def model_ensure(*, progress: Callable[[str, int, int], None] | None = None) -> tuple[str, str | None]:
+    """Make sure a working model is active; train one quickly (``model_train(quick=True)``) when
+    none is or the active one does not load. Returns (served version, why it was trained, or None
+    when nothing was trained).
+
+    Safe when several processes start at once: the check and the training run under
+    ``registry_lock``, so the first trains and the others find its model active."""
+    with registry_lock():
+        reason = None
+        if ModelVersion.objects.filter(is_active=True).exists():
+            active_model.refresh()
+            if active_model.current is not None:
+                return active_model.current.version, None
+            reason = f"the active model does not load ({active_model.error})"
+        record, _ = model_train(quick=True, progress=progress)
+        return record.version, reason or "no model is active"
 
 
 def model_activate(*, version: str) -> ModelVersion:
