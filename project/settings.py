@@ -5,6 +5,7 @@ runs as in production: it refuses to start without ``DJANGO_SECRET_KEY`` and tur
 defaults that ``manage.py check --deploy`` looks for.
 """
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -146,6 +147,11 @@ ASSESSMENT_RETENTION_DAYS = env.int("ASSESSMENT_RETENTION_DAYS", default=365)
 # Access (README: "Access and roles"). Predictions are open unless this asks for a key with the
 # "predict" scope; outcomes always need a key with the "outcomes" scope or a staff session.
 API_REQUIRE_KEY_FOR_PREDICT = env.bool("DJANGO_API_REQUIRE_KEY_FOR_PREDICT", default=False)
+
+# Operations data (/metrics, /readyz details) for operators only: a bearer token and/or client
+# addresses or networks (e.g. "10.0.0.0/8,127.0.0.1"). With DEBUG on both are open.
+METRICS_TOKEN = env.str("DJANGO_METRICS_TOKEN", default="")
+METRICS_ALLOW = [ipaddress.ip_network(item, strict=False) for item in env.list("DJANGO_METRICS_ALLOW", default=[])]
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
