@@ -2,6 +2,7 @@
 
 from django.http import Http404
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from ml_engine.forms import FeatureForm
@@ -13,11 +14,13 @@ from ml_engine.services import assessment_create, predict
 from .boards import DEFAULT_BOARD, valid_board
 
 
+@never_cache  # the form is filled with health data; browsers must not keep it (README: "Health data")
 @require_GET
 def assessment_form(request):
     return render(request, "live/form.html", {"form": FeatureForm()})
 
 
+@never_cache
 @require_POST
 def assessment_result(request):
     form = FeatureForm(request.POST)
