@@ -50,7 +50,7 @@ def test_valid_submission_shows_the_result_and_stores_it(client, served_model):
     assert f"{round(100 * expected.risk, 1)}%" in html
     assert f"<strong>{expected.band}</strong>" in html
     assert "not a diagnosis" in html and "Pima" in html
-    assert html.count('class="bar ') == 8
+    assert html.count('<svg class="bar-svg"') == 8  # one contribution bar per feature
     assert "not given (estimated)" in html  # skin thickness and insulin were left empty
     stored = Assessment.objects.get()
     assert stored.interface == "form" and stored.risk == pytest.approx(expected.risk)
