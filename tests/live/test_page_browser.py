@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 def browser_page(server_env, browser):
     with daphne_servers(server_env) as [server]:
-        page = browser.new_page(viewport={"width": 1100, "height": 1000})
+        page = browser.new_page(bypass_csp=True, viewport={"width": 1100, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         yield server, page, watch(page)
 
@@ -117,7 +117,7 @@ def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
 
 def test_without_javascript_the_page_is_the_plain_form(server_env, browser):
     with daphne_servers(server_env) as [server]:
-        page = browser.new_context(java_script_enabled=False).new_page()
+        page = browser.new_context(java_script_enabled=False, bypass_csp=True).new_page()
         page.goto(f"{server.http}/")
         assert not page.is_visible("#live-panel")
         page.fill("#id_glucose", "148")
