@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -15,8 +16,8 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_serializer,
 )
-from rest_framework import serializers
-from rest_framework.exceptions import NotFound
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, NotAuthenticated, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,6 +27,7 @@ from ml_engine.models import Assessment
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.services import (
     MAX_INSTANCES,
+    OutcomeAlreadyRecorded,
     assessment_create,
     assessment_record_outcome,
     assessments_create,
@@ -34,6 +36,14 @@ from ml_engine.services import (
     predict_many,
 )
 
+from .access import (
+    ApiKeyAuthentication,
+    CanRecordOutcomes,
+    IsStaff,
+    PredictAccess,
+    StaffSessionAuthentication,
+    recorder_for,
+)
 from .schema import RequiredBodySchema
 from .serializers import ErrorsSerializer, FeaturesSerializer, InstancesField, PredictionSerializer, StrictSerializer
 
@@ -48,7 +58,7 @@ PERSON = {
     "age": 50,
 }
 PREDICTION_EXAMPLE = {
-    "id": 42,
+    "id": "7f0c2a9e-3b5d-4c1e-9a8f-2d6b4e1c0a57",
     "risk": 0.6721,
     "band": "high",
     "label": 1,
@@ -79,8 +89,9 @@ NO_MODEL = _error(
 )
 
 
-class PredictApi(APIView):
-    """Risk of diabetes within five years for one person (``features``) or many (``instances``)."""
+class PredictApi(PredictAccess, APIView):
+    """Risk of diabetes within five years for one person (``features``) or many (``instances``).
+    Open to anyone unless DJANGO_API_REQUIRE_KEY_FOR_PREDICT asks for a key (``PredictAccess``)."""
 
     schema = RequiredBodySchema()
 
@@ -167,7 +178,12 @@ class PredictApi(APIView):
             OpenApiExample("One prediction", value=PREDICTION_EXAMPLE, response_only=True, status_codes=["200"]),
             OpenApiExample(
                 "Several predictions",
-                value={"predictions": [PREDICTION_EXAMPLE, {**PREDICTION_EXAMPLE, "id": 43}]},
+                value={
+                    "predictions": [
+                        PREDICTION_EXAMPLE,
+                        {**PREDICTION_EXAMPLE, "id": "c41d9e7a-8b2f-4f60-a3d5-90e1b7c6f218"},
+                    ]
+                },
                 response_only=True,
                 status_codes=["200"],
             ),
@@ -182,13 +198,13 @@ class PredictApi(APIView):
         if "features" in data:
             prediction = predict(features=data["features"], interface="rest")
             assessment = assessment_create(prediction=prediction, interface="rest")
-            return Response({"id": assessment.pk, **prediction.as_dict()})
+            return Response({"id": str(assessment.public_id), **prediction.as_dict()})
         predictions = predict_many(instances=data["instances"], interface="rest")
         assessments = assessments_create(predictions=predictions, interface="rest")
         return Response(
             {
                 "predictions": [
-                    {"id": assessment.pk, **prediction.as_dict()}
+                    {"id": str(assessment.public_id), **prediction.as_dict()}
                     for assessment, prediction in zip(assessments, predictions, strict=True)
                 ]
             }
@@ -252,8 +268,56 @@ class ModelApi(APIView):
         return Response(self.OutputSerializer(model_overview()).data)
 
 
+class OutcomeConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+OUTCOME_ID = OpenApiParameter(
+    "assessment_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="The assessment's `id` as returned by predict (a random UUID).",
+)
+OUTCOME_ERRORS = {
+    400: _error(
+        'The body is not {"outcome": 0} or {"outcome": 1}.',
+        OpenApiExample(
+            "Not 0 or 1",
+            value={"errors": {"outcome": ["Outcome must be 0 (no diabetes) or 1 (diabetes), as a number."]}},
+        ),
+    ),
+    401: _error(
+        "No credentials, or an API key that is unknown, revoked or expired.",
+        OpenApiExample(
+            "No key",
+            value={"errors": {"non_field_errors": ["Authentication credentials were not provided."]}},
+        ),
+    ),
+    403: _error(
+        "The key lacks the outcomes scope, the session is not staff, or the CSRF token is missing.",
+        OpenApiExample("Wrong scope", value={"errors": {"non_field_errors": [CanRecordOutcomes.message]}}),
+    ),
+    404: _error(
+        "No assessment has this id.",
+        OpenApiExample(
+            "Unknown id",
+            value={"errors": {"non_field_errors": ["No assessment 7f0c2a9e-3b5d-4c1e-9a8f-2d6b4e1c0a57."]}},
+        ),
+    ),
+    429: THROTTLED,
+}
+
+
 class AssessmentOutcomeApi(APIView):
-    """Record what happened to an assessed person: 0 (no diabetes) or 1 (diabetes)."""
+    """Record what happened to an assessed person: 0 (no diabetes) or 1 (diabetes).
+
+    POST records an outcome once (an API key with the ``outcomes`` scope or a staff session); a
+    second POST is a 409. PUT changes a recorded outcome and is for staff only. Every recording
+    and change is kept in the audit trail (README: "Access and roles")."""
+
+    authentication_classes = [ApiKeyAuthentication, StaffSessionAuthentication]
+    permission_classes = [CanRecordOutcomes]
 
     @extend_schema_serializer(component_name="Outcome")
     class InputSerializer(StrictSerializer):
@@ -269,44 +333,73 @@ class AssessmentOutcomeApi(APIView):
 
     @extend_schema_serializer(component_name="AssessmentOutcome")
     class OutputSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
+        id = serializers.UUIDField(source="public_id")
         outcome = serializers.IntegerField(min_value=0, max_value=1)
         outcome_recorded_at = serializers.DateTimeField()
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "PUT":
+            return [IsStaff()]
+        return super().get_permissions()
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+        if request.authenticators and not request.successful_authenticator:
+            raise NotAuthenticated(message)  # a 401 that says what credentials would do
+        super().permission_denied(request, message, code)
 
     @extend_schema(
         operation_id="assessment_outcome",
         summary="Record the outcome of an assessment",
-        parameters=[OpenApiParameter("assessment_id", int, OpenApiParameter.PATH, description="The assessment's id.")],
+        description="Needs an API key with the outcomes scope or a staff session. An outcome is recorded "
+        "once: a second POST is a 409 (staff can change it with PUT).",
+        parameters=[OUTCOME_ID],
         request=InputSerializer,
         responses={
             200: OutputSerializer,
-            400: _error(
-                'The body is not {"outcome": 0} or {"outcome": 1}.',
+            **OUTCOME_ERRORS,
+            409: _error(
+                "The outcome was already recorded; only staff can change it (PUT).",
                 OpenApiExample(
-                    "Not 0 or 1",
-                    value={"errors": {"outcome": ["Outcome must be 0 (no diabetes) or 1 (diabetes), as a number."]}},
+                    "Already recorded",
+                    value={
+                        "errors": {
+                            "non_field_errors": [
+                                "The outcome of assessment 7f0c2a9e-3b5d-4c1e-9a8f-2d6b4e1c0a57 was already "
+                                "recorded; only staff can change it."
+                            ]
+                        }
+                    },
                 ),
             ),
-            404: _error(
-                "No assessment has this id.",
-                OpenApiExample("Unknown id", value={"errors": {"non_field_errors": ["No assessment 42."]}}),
-            ),
-            429: THROTTLED,
         },
     )
     def post(self, request: Request, assessment_id: str) -> Response:
+        return self._record(request, assessment_id, change=False)
+
+    @extend_schema(
+        operation_id="assessment_outcome_change",
+        summary="Change a recorded outcome (staff)",
+        description="Staff only (session with CSRF token). The change is kept in the audit trail: who, when, "
+        "old → new.",
+        parameters=[OUTCOME_ID],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **OUTCOME_ERRORS},
+    )
+    def put(self, request: Request, assessment_id: str) -> Response:
+        return self._record(request, assessment_id, change=True)
+
+    def _record(self, request: Request, assessment_id: str, *, change: bool) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        pk = _positive_id(assessment_id)
         try:
-            assessment = assessment_record_outcome(assessment_id=pk, outcome=serializer.validated_data["outcome"])
+            assessment = assessment_record_outcome(
+                public_id=assessment_id,
+                outcome=serializer.validated_data["outcome"],
+                recorder=recorder_for(request),
+                allow_change=change,
+            )
         except Assessment.DoesNotExist:
-            raise NotFound(f"No assessment {pk}.") from None
+            raise NotFound(f"No assessment {assessment_id[:40]}.") from None
+        except OutcomeAlreadyRecorded as exc:
+            raise OutcomeConflict(str(exc)) from None
         return Response(self.OutputSerializer(assessment).data)
-
-
-def _positive_id(raw: str) -> int:
-    """A database id from the path; anything that cannot be one (and ids past 64 bits) is a 404."""
-    if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63:
-        return int(raw)
-    raise NotFound(f"No assessment {raw[:24]}.")

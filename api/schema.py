@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.extensions import OpenApiSerializerExtension
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 
 
@@ -24,6 +25,38 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
                 {"required": [key], "properties": {key: {"type": properties[key]["type"]}}} for key in keys
             ]
         return schema
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """``Authorization: Api-Key <key>`` (README: "Access and roles")."""
+
+    target_class = "api.access.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "An API key issued with `manage.py apikey create` or in the admin, sent as "
+            "`Api-Key <key>`. The outcomes scope records outcomes; the predict scope is needed for "
+            "predictions only when DJANGO_API_REQUIRE_KEY_FOR_PREDICT is on.",
+        }
+
+
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    """A staff member's admin session cookie (unsafe methods also need the CSRF token)."""
+
+    target_class = "api.access.StaffSessionAuthentication"
+    name = "staffSession"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "A staff member's session from the admin login; send the X-CSRFToken header too.",
+        }
 
 
 class RequiredBodySchema(AutoSchema):

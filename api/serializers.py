@@ -183,7 +183,7 @@ class ModelRefSerializer(serializers.Serializer):
 class PredictionSerializer(serializers.Serializer):
     """One person's risk, its explanation and the id of the stored assessment."""
 
-    id = serializers.IntegerField(help_text="The stored assessment; use it to record the outcome later.")
+    id = serializers.UUIDField(help_text="The stored assessment (a random UUID); use it to record the outcome later.")
     risk = serializers.FloatField(min_value=0, max_value=1, help_text="Probability of diabetes within five years.")
     band = serializers.ChoiceField(choices=["low", "moderate", "high"])
     label = serializers.IntegerField(min_value=0, max_value=1, help_text="1 when risk >= threshold, else 0.")

@@ -25,6 +25,8 @@ from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, value_error
 from ml_engine.services import MAX_INSTANCES, predict_risks
 
+from .access import predict_access_error
+
 MODEL_NAME = "diabetes"
 SERVER_NAME = "diabetes-risk"
 SERVER_VERSION = "1.0.0"
@@ -141,6 +143,12 @@ def unknown_model(request: HttpRequest, name: str, rest: str = "") -> JsonRespon
 @v2_view("POST")
 def model_infer(request: HttpRequest, version: str | None = None) -> HttpResponse:
     """Risks and labels for the rows of the ``features`` tensor."""
+    refused = predict_access_error(request)  # README: "Access and roles"
+    if refused is not None:
+        response = _error(refused[1], refused[0])
+        if refused[0] == 401:
+            response["WWW-Authenticate"] = "Api-Key"
+        return response
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise V2Error(f"Content-Encoding {encoding[:32]} is not supported; send the body uncompressed.")

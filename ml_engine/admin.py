@@ -1,6 +1,9 @@
+"""The admin (staff only): model versions, assessments and their outcome audit trail."""
+
 from django.contrib import admin
 
-from .models import Assessment, ModelActivation, ModelVersion
+from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
+from .services import Recorder, assessment_record_outcome
 
 
 class ModelActivationInline(admin.TabularInline):
@@ -29,12 +32,77 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return False  # versions come from `manage.py train`
 
 
+class OutcomeChangeInline(admin.TabularInline):
+    model = OutcomeChange
+    extra = 0
+    fields = readonly_fields = ["changed_at", "changed_by", "source", "old_outcome", "new_outcome"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Assessment)
 class AssessmentAdmin(admin.ModelAdmin):
-    list_display = ["id", "created_at", "interface", "risk", "band", "model_version", "outcome"]
-    list_filter = ["interface", "band", "outcome", "model_version"]
-    readonly_fields = ["created_at", "interface", "features", "risk", "band", "label", "model_version"]
-    fields = [*readonly_fields, "outcome", "outcome_recorded_at"]
+    """Staff may set or change an outcome here; the change goes through the service, so it is
+    recorded as theirs and leaves an audit row (README: "Access and roles")."""
+
+    list_display = [
+        "public_id",
+        "created_at",
+        "interface",
+        "risk",
+        "band",
+        "model_version",
+        "outcome",
+        "outcome_source",
+    ]
+    list_filter = ["interface", "band", "outcome", "outcome_source", "model_version"]
+    search_fields = ["=public_id"]
+    readonly_fields = [
+        "public_id",
+        "created_at",
+        "interface",
+        "features",
+        "risk",
+        "band",
+        "label",
+        "model_version",
+        "outcome_recorded_at",
+        "outcome_source",
+        "outcome_recorded_by",
+    ]
+    fields = [*readonly_fields[:8], "outcome", *readonly_fields[8:]]
+    inlines = [OutcomeChangeInline]
 
     def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if "outcome" not in form.changed_data or obj.outcome is None:
+            return  # nothing else is editable; clearing an outcome is not offered
+        assessment_record_outcome(
+            public_id=obj.public_id,
+            outcome=obj.outcome,
+            recorder=Recorder(
+                source=Assessment.OutcomeSource.STAFF, name=f"staff:{request.user.get_username()}", user=request.user
+            ),
+            allow_change=True,
+        )
+
+
+@admin.register(OutcomeChange)
+class OutcomeChangeAdmin(admin.ModelAdmin):
+    """The audit trail: read only."""
+
+    list_display = ["changed_at", "assessment", "changed_by", "source", "old_outcome", "new_outcome"]
+    list_filter = ["source"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -1,5 +1,8 @@
 """Database records of the model registry and of the assessments made with it."""
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -45,12 +48,21 @@ class ModelActivation(models.Model):
 
 class Assessment(models.Model):
     """A stored prediction from the form or the REST API. Holds health data: see the retention
-    setting and `purge_assessments`. WebSocket keystroke predictions are not stored."""
+    setting and `purge_assessments`. WebSocket keystroke predictions are not stored.
+
+    Outside the server an assessment is known only by ``public_id`` (a random UUID); the database
+    key is never shown, so ids cannot be guessed or enumerated (README: "Access and roles")."""
 
     class Interface(models.TextChoices):
         FORM = "form"
         REST = "rest"
 
+    class OutcomeSource(models.TextChoices):
+        API_KEY = "api_key", "an API key with the outcomes scope"
+        STAFF = "staff", "a staff member"
+        UNVERIFIED = "unverified", "unknown (recorded before outcomes needed a key)"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     interface = models.CharField(max_length=8, choices=Interface.choices)
     features = models.JSONField(help_text="The inputs, with null for an imputed feature.")
@@ -60,9 +72,32 @@ class Assessment(models.Model):
     model_version = models.CharField(max_length=64)
     outcome = models.PositiveSmallIntegerField(null=True, blank=True, choices=[(0, "no diabetes"), (1, "diabetes")])
     outcome_recorded_at = models.DateTimeField(null=True, blank=True)
+    # Who recorded the outcome: only key- and staff-recorded outcomes feed `train --from-db`.
+    outcome_source = models.CharField(max_length=16, choices=OutcomeSource.choices, blank=True, default="")
+    outcome_recorded_by = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"Assessment {self.pk} ({self.risk:.0%}, {self.band})"
+        return f"Assessment {self.public_id} ({self.risk:.0%}, {self.band})"
+
+
+class OutcomeChange(models.Model):
+    """Audit trail of outcomes: one row each time an outcome is recorded or changed (who, when,
+    old → new). Rows are written by the service only and never edited."""
+
+    assessment = models.ForeignKey(Assessment, on_delete=models.CASCADE, related_name="outcome_changes")
+    changed_at = models.DateTimeField(db_index=True)
+    changed_by = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Assessment.OutcomeSource.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    old_outcome = models.PositiveSmallIntegerField(null=True, blank=True)
+    new_outcome = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["-changed_at"]
+
+    def __str__(self) -> str:
+        old = "none" if self.old_outcome is None else self.old_outcome
+        return f"{self.assessment.public_id}: {old} → {self.new_outcome} by {self.changed_by}"

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, ModelActivation, ModelVersion
+from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
 from .registry import ArtifactError, ServedModel, active_model, load_version, write_artifact
 from .schema import (
     FEATURE_KEYS,
@@ -36,6 +37,8 @@ from .training import Dataset, load_dataset, train, with_extra_rows
 logger = logging.getLogger(__name__)
 
 MAX_INSTANCES = 1000
+# Only these outcomes feed `train --from-db` (README: "Access and roles").
+TRUSTED_OUTCOME_SOURCES = (Assessment.OutcomeSource.API_KEY, Assessment.OutcomeSource.STAFF)
 _WHOLE = tuple(f.integer for f in FEATURES)
 
 
@@ -323,12 +326,70 @@ def assessments_create(*, predictions: Sequence[Prediction], interface: str) -> 
     return Assessment.objects.bulk_create([_assessment(p, interface) for p in predictions])
 
 
-def assessment_record_outcome(*, assessment_id: int, outcome: int) -> Assessment:
-    """Record what happened to the person assessed (0: no diabetes, 1: diabetes)."""
-    assessment = Assessment.objects.get(pk=assessment_id)
-    assessment.outcome = outcome
-    assessment.outcome_recorded_at = timezone.now()
-    assessment.save(update_fields=["outcome", "outcome_recorded_at"])
+class OutcomeAlreadyRecorded(Exception):
+    """The assessment already has an outcome; only staff may change it (README: "Access and roles")."""
+
+    def __init__(self, assessment: Assessment):
+        self.assessment = assessment
+        super().__init__(
+            f"The outcome of assessment {assessment.public_id} was already recorded; only staff can change it."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Recorder:
+    """Who records an outcome: an API key with the outcomes scope or a staff member."""
+
+    source: str  # Assessment.OutcomeSource
+    name: str
+    user: Any = None  # the staff User, for the audit row
+
+    @property
+    def is_staff(self) -> bool:
+        return self.source == Assessment.OutcomeSource.STAFF
+
+
+def assessment_get(*, public_id: Any) -> Assessment:
+    """The assessment with this public id (a UUID or its text). Raises Assessment.DoesNotExist for
+    anything else, database keys included."""
+    try:
+        key = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
+    except (TypeError, ValueError):
+        raise Assessment.DoesNotExist(public_id) from None
+    return Assessment.objects.get(public_id=key)
+
+
+def assessment_record_outcome(
+    *, public_id: Any, outcome: int, recorder: Recorder, allow_change: bool = False
+) -> Assessment:
+    """Record what happened to the person assessed (0: no diabetes, 1: diabetes), once.
+
+    A second recording raises OutcomeAlreadyRecorded unless ``allow_change`` is given by a staff
+    recorder; either way an OutcomeChange row keeps who, when and old → new."""
+    if allow_change and not recorder.is_staff:
+        raise PermissionError("Only staff can change a recorded outcome.")
+    with transaction.atomic():
+        assessment = assessment_get(public_id=public_id)
+        # Lock the row so two concurrent first recordings cannot both succeed.
+        assessment = Assessment.objects.select_for_update().get(pk=assessment.pk)
+        old = assessment.outcome
+        if old is not None and not allow_change:
+            raise OutcomeAlreadyRecorded(assessment)
+        now = timezone.now()
+        assessment.outcome = outcome
+        assessment.outcome_recorded_at = now
+        assessment.outcome_source = recorder.source
+        assessment.outcome_recorded_by = recorder.name[:200]
+        assessment.save(update_fields=["outcome", "outcome_recorded_at", "outcome_source", "outcome_recorded_by"])
+        OutcomeChange.objects.create(
+            assessment=assessment,
+            changed_at=now,
+            changed_by=recorder.name[:200],
+            source=recorder.source,
+            user=recorder.user,
+            old_outcome=old,
+            new_outcome=outcome,
+        )
     return assessment
 
 
@@ -339,9 +400,11 @@ def assessments_purge(*, older_than_days: int) -> int:
 
 
 def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
-    """Assessments with a recorded outcome, as training rows (NaN where a value was imputed)."""
+    """Assessments whose outcome was recorded by an API key or staff, as training rows (NaN where a
+    value was imputed). Outcomes of unknown origin (recorded before keys existed) are left out."""
     rows, outcomes = [], []
-    for features, outcome in Assessment.objects.exclude(outcome=None).order_by("pk").values_list("features", "outcome"):
+    trusted = Assessment.objects.exclude(outcome=None).filter(outcome_source__in=TRUSTED_OUTCOME_SOURCES)
+    for features, outcome in trusted.order_by("pk").values_list("features", "outcome"):
         rows.append([math.nan if features.get(f.key) is None else float(features[f.key]) for f in FEATURES])
         outcomes.append(int(outcome))
     X = numpy.array(rows, dtype=float).reshape(-1, len(FEATURES))

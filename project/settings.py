@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "ml_engine",
@@ -141,6 +142,10 @@ MODEL_DIR = Path(env.str("MODEL_DIR", default=str(BASE_DIR / "models")))
 MODEL_WATCH_INTERVAL = env.float("MODEL_WATCH_INTERVAL", default=0.5)
 # Assessments hold health data: purge_assessments deletes those older than this.
 ASSESSMENT_RETENTION_DAYS = env.int("ASSESSMENT_RETENTION_DAYS", default=365)
+
+# Access (README: "Access and roles"). Predictions are open unless this asks for a key with the
+# "predict" scope; outcomes always need a key with the "outcomes" scope or a staff session.
+API_REQUIRE_KEY_FOR_PREDICT = env.bool("DJANGO_API_REQUIRE_KEY_FOR_PREDICT", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -9,3 +9,12 @@ def no_throttling(settings):
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def outcomes_key(db):
+    """Test-client headers carrying a fresh API key with the outcomes scope."""
+    from api.models import ApiKey
+
+    _, key = ApiKey.objects.create_key(name="test clinic", scopes=["outcomes"])
+    return {"HTTP_AUTHORIZATION": f"Api-Key {key}"}

@@ -60,5 +60,18 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(server_env, 
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert summary["complete"] and not summary["failures"] and not summary["errors"]
     assert cases["generated"] >= 100 and cases["with_failures"] == 0 and cases["errored"] == 0
-    assert summary["operations"]["tested"] == 3  # predict, model, assessment outcome
+    assert summary["operations"]["tested"] == 4  # predict, model, outcome POST and PUT
     assert "Traceback" not in log and '" 500 ' not in log
+
+
+def test_the_outcome_endpoint_documents_its_security_schemes(client, db):
+    schema = client.get("/api/schema/?format=json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {**schemes["apiKey"], "type": "apiKey", "in": "header", "name": "Authorization"}
+    assert schemes["staffSession"]["in"] == "cookie"
+    outcome = schema["paths"]["/api/v1/assessments/{assessment_id}/outcome"]
+    assert {"apiKey": []} in outcome["post"]["security"] and {"staffSession": []} in outcome["post"]["security"]
+    assert {"401", "403", "404", "409"} <= set(outcome["post"]["responses"])
+    assert outcome["post"]["parameters"][0]["schema"] == {"type": "string", "format": "uuid"}
+    # predictions stay open by default: no security requirement, or an empty one
+    assert schema["paths"]["/api/v1/predict"]["post"].get("security", [{}]) in ([{}], [])

@@ -46,7 +46,7 @@ def test_one_prediction_has_the_contract_shape_and_is_stored(client, served_mode
     }
     assert list(body["contributions"]) == list(FEATURE_KEYS)
     assert body["model"] == {"name": "diabetes", "version": served_model.version}
-    stored = Assessment.objects.get(pk=body["id"])
+    stored = Assessment.objects.get(public_id=body["id"])
     assert stored.interface == "rest" and stored.risk == pytest.approx(body["risk"])
     assert stored.features == {key: float(v) if key not in ("pregnancies", "age") else v for key, v in PERSON.items()}
 
@@ -54,7 +54,7 @@ def test_one_prediction_has_the_contract_shape_and_is_stored(client, served_mode
 def test_missing_and_null_features_are_imputed(client, served_model):
     body = post_json(client, PREDICT, {"features": {"glucose": 150, "bmi": None}}).json()
     assert body["imputed"] == [k for k in FEATURE_KEYS if k != "glucose"]
-    assert Assessment.objects.get(pk=body["id"]).features["bmi"] is None
+    assert Assessment.objects.get(public_id=body["id"]).features["bmi"] is None
 
 
 # --- POST /api/v1/predict: many people ----------------------------------------------------------
@@ -74,7 +74,7 @@ def test_batch_keeps_order_stores_each_and_matches_the_service(client, served_mo
         assert p["risk"] == pytest.approx(predict(features=row).risk, abs=1e-9)
     ids = [p["id"] for p in predictions]
     assert len(set(ids)) == len(rows)
-    stored = {a.pk: a for a in Assessment.objects.filter(pk__in=ids)}
+    stored = {str(a.public_id): a for a in Assessment.objects.filter(public_id__in=ids)}
     assert [stored[i].risk for i in ids] == pytest.approx([p["risk"] for p in predictions])
     assert all(a.interface == "rest" for a in stored.values())
 
@@ -266,12 +266,12 @@ def assessment_id(client, served_model):
 
 
 @pytest.mark.parametrize("outcome", [0, 1])
-def test_outcome_is_recorded(client, assessment_id, outcome):
-    response = post_json(client, f"/api/v1/assessments/{assessment_id}/outcome", {"outcome": outcome})
+def test_outcome_is_recorded(client, assessment_id, outcome, outcomes_key):
+    response = post_json(client, f"/api/v1/assessments/{assessment_id}/outcome", {"outcome": outcome}, **outcomes_key)
     assert response.status_code == 200
     body = response.json()
     assert body["id"] == assessment_id and body["outcome"] == outcome and body["outcome_recorded_at"]
-    stored = Assessment.objects.get(pk=assessment_id)
+    stored = Assessment.objects.get(public_id=assessment_id)
     assert stored.outcome == outcome and stored.outcome_recorded_at is not None
 
 
@@ -292,15 +292,21 @@ def test_outcome_is_recorded(client, assessment_id, outcome):
         ('{"outcome": NaN}', "non_field_errors"),
     ],
 )
-def test_bad_outcomes_are_400(client, assessment_id, body, key):
-    errors = assert_errors(post_json(client, f"/api/v1/assessments/{assessment_id}/outcome", body))
+def test_bad_outcomes_are_400(client, assessment_id, body, key, outcomes_key):
+    errors = assert_errors(post_json(client, f"/api/v1/assessments/{assessment_id}/outcome", body, **outcomes_key))
     assert key in errors
-    assert Assessment.objects.get(pk=assessment_id).outcome is None
+    assert Assessment.objects.get(public_id=assessment_id).outcome is None
 
 
-@pytest.mark.parametrize("ident", ["999999", "0", "abc", "-3", "1e3", "99999999999999999999999999"])
-def test_unknown_assessment_is_404(client, served_model, ident):
-    errors = assert_errors(post_json(client, f"/api/v1/assessments/{ident}/outcome", {"outcome": 1}), status=404)
+@pytest.mark.parametrize(
+    "ident",
+    ["999999", "1", "0", "abc", "-3", "1e3", "99999999999999999999999999", "7f0c2a9e-3b5d-4c1e-9a8f-2d6b4e1c0a57"],
+)
+def test_unknown_assessment_is_404(client, served_model, ident, outcomes_key):
+    # Existing rows make integer keys real: they still find nothing, only the public id does.
+    post_json(client, PREDICT, {"features": PERSON})
+    response = post_json(client, f"/api/v1/assessments/{ident}/outcome", {"outcome": 1}, **outcomes_key)
+    errors = assert_errors(response, status=404)
     assert re.match(r"No assessment ", errors["non_field_errors"][0])
 
 

@@ -23,11 +23,14 @@ def test_train_prints_progress_and_a_metrics_table(served_model):
     assert ModelVersion.objects.get(is_active=True).version == served_model.version
 
 
+KEY = services.Recorder(source="api_key", name="key:test (abc)")
+
+
 def test_train_from_db_adds_recorded_outcomes(served_model):
     for outcome in (0, 1, 1):
         prediction = services.predict(features=PERSON)
         assessment = services.assessment_create(prediction=prediction, interface="rest")
-        services.assessment_record_outcome(assessment_id=assessment.pk, outcome=outcome)
+        services.assessment_record_outcome(public_id=assessment.public_id, outcome=outcome, recorder=KEY)
     services.assessment_create(prediction=services.predict(features=PERSON), interface="rest")  # no outcome
     out = io.StringIO()
     call_command("train", "--repeats", "1", "--from-db", "--no-activate", stdout=out)

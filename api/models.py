@@ -1,0 +1,26 @@
+"""API keys for clients that record outcomes (README: "Access and roles").
+
+Keys are djangorestframework-api-key keys: only a prefix and a hash of each key are stored, the
+key itself is shown once when it is issued (admin or ``manage.py apikey create``).
+"""
+
+from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey
+
+
+class ApiKey(AbstractAPIKey):
+    """An API key with scopes: ``outcomes`` lets a client record outcomes, ``predict`` lets it
+    predict when DJANGO_API_REQUIRE_KEY_FOR_PREDICT is on."""
+
+    class Scope(models.TextChoices):
+        OUTCOMES = "outcomes", "record outcomes"
+        PREDICT = "predict", "predict (when predictions need a key)"
+
+    scopes = models.JSONField(default=list, blank=True, help_text='Scope names, e.g. ["outcomes"].')
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
