@@ -66,6 +66,9 @@ PREDICTION_EXAMPLE = {
     "contributions": dict(
         zip(FEATURE_KEYS, [0.08, 0.95, -0.02, 0.05, 0.0, 0.31, 0.12, 0.27], strict=True),
     ),
+    "points": dict(
+        zip(FEATURE_KEYS, [1.9, 23.4, -0.5, 1.2, 0.0, 7.4, 2.8, 6.4], strict=True),
+    ),
     "imputed": ["insulin"],
     "warnings": [],
     "model": {"name": "diabetes", "version": "20250101-120000-abc123"},

@@ -12,7 +12,16 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, FeatureValidationError, clean_features, value_error
+from ml_engine.schema import (
+    CLINICAL_CUTOFFS,
+    FEATURE_KEYS,
+    FEATURES,
+    WARNING_CODES,
+    Feature,
+    FeatureValidationError,
+    clean_features,
+    value_error,
+)
 from ml_engine.services import MAX_INSTANCES
 
 # At most this many unknown keys are named in an error; the rest are counted ("and N more"), so
@@ -175,6 +184,20 @@ class ContributionsSerializer(serializers.Serializer):
         }
 
 
+class PointsSerializer(serializers.Serializer):
+    """Each feature's effect in percentage points of risk against the average person in the study."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            f.key: serializers.FloatField(
+                label=f.label,
+                help_text=f"Risk of the average person with only {f.label} changed to this value, minus the "
+                "average person's risk, in percentage points (exact; the points need not add up).",
+            )
+            for f in FEATURES
+        }
+
+
 class ModelRefSerializer(serializers.Serializer):
     name = serializers.CharField()
     version = serializers.CharField()
@@ -189,11 +212,14 @@ class PredictionSerializer(serializers.Serializer):
     label = serializers.IntegerField(min_value=0, max_value=1, help_text="1 when risk >= threshold, else 0.")
     threshold = serializers.FloatField(min_value=0, max_value=1)
     contributions = ContributionsSerializer()
+    points = PointsSerializer()
     imputed = serializers.ListField(
         child=serializers.ChoiceField(choices=list(FEATURE_KEYS)), help_text="Features that were estimated."
     )
     warnings = serializers.ListField(
-        child=serializers.CharField(), help_text="For example extrapolated:<key> outside the training range."
+        child=serializers.ChoiceField(choices=WARNING_CODES),
+        help_text="extrapolated:<key>: a value outside the training range (held at its edge). "
+        + " ".join(f"{c.code}: {c.message} Source: {c.source}" for c in CLINICAL_CUTOFFS),
     )
     model = ModelRefSerializer()
 

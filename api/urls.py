@@ -1,7 +1,7 @@
 """URLs of the REST API, the OpenAPI document, the Open Inference Protocol V2 and operations."""
 
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import ops, rest, v2
 
@@ -10,7 +10,7 @@ rest_urlpatterns = [
     path("api/v1/model", rest.ModelApi.as_view(), name="model"),
     path("api/v1/assessments/<str:assessment_id>/outcome", rest.AssessmentOutcomeApi.as_view(), name="outcome"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
 ]
 
 v2_model = "v2/models/" + v2.MODEL_NAME

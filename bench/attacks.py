@@ -13,7 +13,7 @@ The attacks (README: "Benchmarks"), each bounded in count and time:
 
 1. ~5 KB frames with 480 unknown keys, on 400 live sockets;
 2. 700 live sessions on one kiosk board, then a kiosk connects;
-3. 8 sockets that send error-provoking frames for 15 s and never read;
+3. 8 sockets that send for 15 s and never read (error-provoking updates; pings);
 4. 10 concurrent REST bodies with 200,000 unknown keys each;
 5. a 400 MiB request body streamed for at most 20 s; then 500 half-open HTTP connections;
 6. write paths back to back: the HTML form, V2 and REST batches of 1,000 rows, WebSocket connects;
@@ -201,17 +201,18 @@ class CalmClient:
 # -- small raw-socket helpers (the attacks need what well-behaved clients never do) -------------------
 
 
-def _ws_frame(text: str) -> bytes:
-    """A masked client text frame."""
+def _ws_frame(text: str, opcode: int = 0x1) -> bytes:
+    """A masked client frame (text unless ``opcode`` says otherwise: 0x9 is a ping)."""
     payload = text.encode()
     mask = os.urandom(4)
     n = len(payload)
+    first = 0x80 | opcode
     if n < 126:
-        head = bytes([0x81, 0x80 | n])
+        head = bytes([first, 0x80 | n])
     elif n < 65536:
-        head = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+        head = bytes([first, 0x80 | 126]) + n.to_bytes(2, "big")
     else:
-        head = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
+        head = bytes([first, 0x80 | 127]) + n.to_bytes(8, "big")
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
@@ -346,7 +347,8 @@ async def crowded_board(server: DaphneServer, sessions: int = 700) -> list[str]:
     return notes
 
 
-def _send_never_read(port: int, seconds: float, rate: float, frame: bytes, result: dict) -> None:
+def _send_never_read(port: int, seconds: float, rate: float | None, frame: bytes, result: dict) -> None:
+    """Send ``frame`` ``rate`` times a second (or as fast as the server takes it) and never read."""
     sock, status = _ws_handshake(port, "/ws/predict/", rcvbuf=4096, timeout=1)
     sent, frames, closed_after = 0, 0, None
     started = time.monotonic()
@@ -354,9 +356,9 @@ def _send_never_read(port: int, seconds: float, rate: float, frame: bytes, resul
         if status != 101:
             result["refused"] = result.get("refused", 0) + 1
             return
-        while time.monotonic() - started < seconds:
-            # Paced under the flood limit, so only the unread replies can give this client away.
-            time.sleep(max(0.0, started + frames / rate - time.monotonic()))
+        while time.monotonic() - started < seconds and sent < NEVER_READ_BYTES:
+            if rate:
+                time.sleep(max(0.0, started + frames / rate - time.monotonic()))
             try:
                 sock.sendall(frame)
                 sent += len(frame)
@@ -372,26 +374,38 @@ def _send_never_read(port: int, seconds: float, rate: float, frame: bytes, resul
         result.setdefault("closed_after", []).append(closed_after)
 
 
+NEVER_READ_BYTES = 32 * 2**20  # per socket
+
+
 async def send_never_read(
     server: DaphneServer, sockets: int = 8, seconds: float = 15.0, rate: float = 80.0
 ) -> list[str]:
-    """3. Sockets that send error-provoking frames (under the flood limit) and never read a byte."""
-    frame = _ws_frame(json.dumps({"type": "update", "seq": 1, "features": {f"k{i:03d}": 1 for i in range(200)}}))
-    result: dict = {}
+    """3. Sockets that send and never read a byte: half send error-provoking updates under the flood
+    limit, half send 125-byte pings (each answered by a pong) as fast as the server takes them."""
+    update = _ws_frame(json.dumps({"type": "update", "seq": 1, "features": {f"k{i:03d}": 1 for i in range(200)}}))
+    pings = b"".join(_ws_frame("p" * 125, opcode=0x9) for _ in range(64))
+    kinds = {
+        f"{len(update):,}-byte updates with 200 unknown keys, {rate:.0f} a second": (update, rate),
+        "125-byte pings, as fast as the server takes them": (pings, None),
+    }
+    results: dict[str, dict] = {kind: {} for kind in kinds}
     threads = [
-        threading.Thread(target=_send_never_read, args=(server.port, seconds, rate, frame, result), daemon=True)
-        for _ in range(sockets)
+        threading.Thread(target=_send_never_read, args=(server.port, seconds, pace, frame, results[kind]), daemon=True)
+        for kind, (frame, pace) in kinds.items()
+        for _ in range(sockets // len(kinds))
     ]
     for thread in threads:
         thread.start()
     await asyncio.to_thread(lambda: [thread.join(seconds + 20) for thread in threads])
-    closed = [c for c in result.get("closed_after", []) if c is not None]
-    return [
-        f"{sockets} sockets, {len(frame):,}-byte frames with 200 unknown keys, {rate:.0f} a second for up to "
-        f"{seconds:.0f} s, never reading: {sum(result.get('sent', [])) / 2**20:,.1f} MiB sent",
-        f"{len(closed)} of {sockets} closed by the server"
-        + (f" (after {min(closed):.1f}–{max(closed):.1f} s)" if closed else ""),
-    ]
+    notes = []
+    for kind, result in results.items():
+        closed = [c for c in result.get("closed_after", []) if c is not None]
+        notes.append(
+            f"{sockets // len(kinds)} sockets sending {kind} for up to {seconds:.0f} s, never reading: "
+            f"{sum(result.get('sent', [])) / 2**20:,.1f} MiB sent, {len(closed)} closed by the server"
+            + (f" (after {min(closed):.1f}–{max(closed):.1f} s)" if closed else "")
+        )
+    return notes
 
 
 def _post_unknown_keys(port: int, body: bytes, results: list) -> None:

@@ -168,6 +168,8 @@ def write(sections: dict, *, machine: str, elapsed: float, out: Path) -> None:
     rows = list(inference)
     if live:
         rows += live["keystroke"] + live["fanout"][:1]
+    if comparison and "skipped" not in comparison:
+        rows += [comparison["MLServer"]["one_row"], comparison["this project"]["one_row"], comparison["rest"]]
     (out / "latency.svg").write_text(_svg(rows))
 
 

@@ -1,50 +1,107 @@
-"""The HTML pages: the assessment form (live with JavaScript), the result page and the model card."""
+"""The HTML pages: the assessment form (live with JavaScript), the result page, the model card and
+the kiosk board. README: "The person's pages"."""
 
+import json
+
+import segno
 from django.http import Http404
 from django.shortcuts import render
+from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
-from ml_engine.forms import FeatureForm
 from ml_engine.models import ModelActivation, ModelVersion
 from ml_engine.registry import ModelUnavailable, active_model
-from ml_engine.schema import FEATURES, FeatureValidationError
+from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
 from ml_engine.services import assessment_create, predict
 
+from . import wording
 from .boards import DEFAULT_BOARD, valid_board
+from .forms import FeatureForm
+
+# "Try an example": typical people, the medians (rounded) of groups of the training data (zeros that
+# mean "not measured" left out), never a row of it. README: "The person's pages".
+EXAMPLES = (
+    {
+        "name": "A woman in her twenties",
+        "values": {"pregnancies": 2, "glucose": 111, "blood_pressure": 68, "bmi": 31.6, "age": 24},
+    },
+    {
+        "name": "A woman aged 31 to 45",
+        "values": {"pregnancies": 6, "glucose": 123, "blood_pressure": 74, "bmi": 32.9, "age": 38},
+    },
+    {
+        "name": "A woman over 45",
+        "values": {"pregnancies": 6, "glucose": 136, "blood_pressure": 78, "bmi": 30.9, "age": 54},
+    },
+    {
+        "name": "Like those who developed diabetes",
+        "values": {"pregnancies": 4, "glucose": 140, "blood_pressure": 75, "bmi": 34.3, "age": 36},
+    },
+)
+
+
+def _page_context(form: FeatureForm) -> dict:
+    """What the form page needs besides the form: examples, and the model's words when it serves."""
+    examples = [{"name": e["name"], "json": json.dumps(e["values"])} for e in EXAMPLES]
+    context = {"form": form, "examples": examples}
+    try:
+        served = active_model.get()
+    except ModelUnavailable:
+        return context
+    context["messages"] = wording.warning_messages(served.training_ranges)
+    context["bands_sentence"] = wording.bands_sentence(served.bands)
+    context["threshold_percent"] = wording.percent(served.threshold)
+    return context
 
 
 @require_GET
 def assessment_form(request):
-    return render(request, "live/form.html", {"form": FeatureForm()})
+    return render(request, "live/form.html", _page_context(FeatureForm()))
 
 
 @require_POST
 def assessment_result(request):
     form = FeatureForm(request.POST)
     if not form.is_valid():
-        return render(request, "live/form.html", {"form": form}, status=400)
+        return render(request, "live/form.html", _page_context(form), status=400)
     try:
         prediction = predict(features=form.features(), interface="form")
     except FeatureValidationError as exc:  # the form mirrors the schema; this is a safety net
         for key, messages in exc.errors.items():
             form.add_error(key if key in form.fields else None, messages)
-        return render(request, "live/form.html", {"form": form}, status=400)
+        return render(request, "live/form.html", _page_context(form), status=400)
     except ModelUnavailable as exc:
         return render(request, "live/unavailable.html", {"reason": str(exc)}, status=503)
     assessment = assessment_create(prediction=prediction, interface="form")
-    largest = max((abs(c) for c in prediction.contributions.values()), default=0.0) or 1.0
-    rows = [
-        {
-            "feature": feature,
-            "value": prediction.features[feature.key],
-            "imputed": feature.key in prediction.imputed,
-            "extrapolated": f"extrapolated:{feature.key}" in prediction.warnings,
-            "contribution": prediction.contributions[feature.key],
-            "width": round(50 * abs(prediction.contributions[feature.key]) / largest, 1),
-        }
-        for feature in FEATURES
-    ]
-    rows.sort(key=lambda row: -abs(row["contribution"]))
+    served = active_model.get()
+    messages = wording.warning_messages(served.training_ranges)
+    largest = max((abs(p) for p in prediction.points.values()), default=0.0) or 1.0
+    mmol = form.cleaned_data.get("glucose_unit") == "mmol/L"
+    rows = []
+    for feature in FEATURES:
+        value = prediction.features[feature.key]
+        typed = wording.number(value)
+        unit = wording.unit_text(feature)
+        if feature.key == "glucose" and mmol and value is not None:
+            typed = form.data.get("glucose", "").strip().replace(",", ".")
+            unit = f"mmol/L ({wording.number(value)} mg/dL)"
+        points = prediction.points[feature.key]
+        rows.append(
+            {
+                "feature": feature,
+                "value": typed,
+                "unit": unit,
+                "imputed": feature.key in prediction.imputed,
+                "extrapolated": f"extrapolated:{feature.key}" in prediction.warnings,
+                "points": points,
+                "phrase": wording.driver_phrase(feature.label, points),
+                "width": (width := round(50 * abs(points) / largest, 1)),
+                "x": 50 if points >= 0 else round(50 - width, 1),
+                "up": points >= 0,
+            }
+        )
+    rows.sort(key=lambda row: -abs(row["points"]))
+    clinical = wording.clinical_codes()
     return render(
         request,
         "live/result.html",
@@ -53,6 +110,10 @@ def assessment_result(request):
             "risk_percent": round(100 * prediction.risk, 1),
             "rows": rows,
             "assessment": assessment,
+            "threshold_sentence": wording.threshold_sentence(prediction.threshold, prediction.label),
+            "bands_sentence": wording.bands_sentence(served.bands),
+            "clinical": [messages[code] for code in prediction.warnings if code in clinical],
+            "cautions": [messages[code] for code in prediction.warnings if code not in clinical and code in messages],
         },
     )
 
@@ -78,6 +139,9 @@ def model_card(request):
         {
             "served": served,
             "meta": meta,
+            "threshold_percent": wording.percent(served.threshold),
+            "bands_sentence": wording.bands_sentence(served.bands),
+            "cutoffs": CLINICAL_CUTOFFS,
             "features": [
                 {
                     "feature": f,
@@ -104,4 +168,8 @@ def kiosk(request, board=DEFAULT_BOARD):
     """Full-screen board of anonymous live sessions; the page fills itself over the socket."""
     if not valid_board(board):
         raise Http404("Board names are 1 to 64 letters, digits, hyphens or underscores.")
-    return render(request, "live/kiosk.html", {"board": board})
+    join_url = request.build_absolute_uri(f"/?board={board}")
+    # Drawn here, no network: a QR code readable across a room (scaled by CSS, crisp as SVG).
+    qr = segno.make(join_url, error="m").svg_inline(omitsize=True, svgclass="qr", dark="#000", light="#fff", border=4)
+    qr = qr.replace("<svg ", f'<svg role="img" aria-label="QR code for {escape(join_url)}" ', 1)
+    return render(request, "live/kiosk.html", {"board": board, "join_url": join_url, "qr_svg": qr})

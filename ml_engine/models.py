@@ -13,7 +13,9 @@ class ModelVersion(models.Model):
     version = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField()
     algorithm = models.CharField(max_length=64)
-    artifact = models.CharField(max_length=255, help_text="Path of the joblib file under MODEL_DIR.")
+    artifact = models.CharField(
+        max_length=255, help_text="Where `models export` writes the joblib file, relative to the export folder."
+    )
     artifact_sha256 = models.CharField(max_length=64)
     data_sha256 = models.CharField(max_length=64)
     sklearn_version = models.CharField(max_length=32)
@@ -31,6 +33,21 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version}{' (active)' if self.is_active else ''}"
+
+
+class ModelArtifact(models.Model):
+    """The joblib bytes of a version, stored in the database so that every process on every machine
+    loads the same verified artifact with nothing but a database connection (README: "Model
+    registry"). Kept apart from ModelVersion so that listing and polling versions never reads them."""
+
+    model_version = models.OneToOneField(
+        ModelVersion, on_delete=models.CASCADE, primary_key=True, related_name="stored_artifact"
+    )
+    content = models.BinaryField()
+    size = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"artifact of {self.model_version_id} ({self.size} bytes)"
 
 
 class ModelActivation(models.Model):

@@ -1,17 +1,26 @@
-"""Model artifacts on disk and the one active model each process serves.
+"""Model artifacts in the database and the one active model each process serves.
 
-An artifact is ``MODEL_DIR/<version>/model.joblib`` plus ``metadata.json``; the database row
-(``ModelVersion``) records it and which version is active. Each process loads the active model
-once and keeps it; a watcher thread notices when another process activates a different version
-and swaps it in. A version that fails to load or to verify never replaces a working model.
+A version is a ``ModelVersion`` row (metadata, metrics, the artifact's sha256, whether it is
+active) and a ``ModelArtifact`` row holding the joblib bytes, so any number of processes on any
+number of machines need only the database (README: "Model registry"). Loading reads the bytes
+once, checks their sha256 and unpickles exactly those bytes; every way that can fail becomes an
+``ArtifactError``. ``MODEL_DIR`` is only where ``manage.py models export`` writes a version and
+``models import`` reads one. Each process loads the active model once and keeps it; a watcher
+thread notices when another process activates a different version and swaps it in. A version that
+fails to load or to verify never replaces a working model.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,13 +29,13 @@ import joblib
 import numpy as np
 import sklearn
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection, transaction
+from sklearn.pipeline import Pipeline
 
-from .inference import AdditiveModel, NotAdditive, check_rows
+from .inference import AdditiveModel, check_rows
 from .metrics import set_active_version
-from .models import ModelVersion
+from .models import ModelArtifact, ModelVersion
 from .schema import FEATURE_KEYS
-from .training import load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -63,63 +72,181 @@ class ServedModel:
 
 
 def model_dir() -> Path:
+    """The default folder of ``models export`` and ``models import``."""
     return Path(settings.MODEL_DIR)
 
 
-def write_artifact(*, pipeline, metadata: dict, created: datetime) -> tuple[str, Path, str]:
-    """Store a fitted pipeline and its metadata; return (version, artifact path, sha256)."""
-    folder_tmp = model_dir() / f".incoming-{created:%Y%m%d%H%M%S%f}"
-    folder_tmp.mkdir(parents=True, exist_ok=False)
-    artifact = folder_tmp / "model.joblib"
-    joblib.dump(pipeline, artifact)
-    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
-    version = f"{created:%Y%m%d-%H%M%S}-{digest[:6]}"
-    metadata = {**metadata, "version": version, "artifact_sha256": digest}
-    (folder_tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
-    folder = model_dir() / version
-    folder_tmp.rename(folder)
-    return version, folder / "model.joblib", digest
+ARTIFACT_NAME = "model.joblib"
+METADATA_NAME = "metadata.json"
+REGISTRY_LOCK_KEY = 0x6D6C7265  # any constant that is the same in every process: "mlre"
+RETRAIN = "Run `python manage.py train` to build a model for this installation."
+
+
+def serialise(pipeline) -> tuple[bytes, str]:
+    """The joblib bytes of a fitted pipeline and their sha256."""
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer)
+    raw = buffer.getvalue()
+    return raw, hashlib.sha256(raw).hexdigest()
+
+
+def version_name(created: datetime, digest: str) -> str:
+    return f"{created:%Y%m%d-%H%M%S}-{digest[:6]}"
+
+
+def store_version(*, fields: dict, content: bytes) -> ModelVersion:
+    """Record a version and its artifact bytes in one transaction (not active)."""
+    with transaction.atomic():
+        record = ModelVersion.objects.create(**fields)
+        ModelArtifact.objects.create(model_version=record, content=content, size=len(content))
+    return record
+
+
+def artifact_bytes(record: ModelVersion) -> bytes:
+    """The stored artifact of ``record``, read from the database once."""
+    content = ModelArtifact.objects.filter(model_version_id=record.pk).values_list("content", flat=True).first()
+    if content is None:
+        raise ArtifactError(f"Model {record.version} has no stored artifact. {RETRAIN}")
+    return bytes(content)  # PostgreSQL gives a memoryview, SQLite bytes
+
+
+def unpickle(raw: bytes, *, version: str) -> Pipeline:
+    """Unpickle exactly ``raw`` (already hashed by the caller); anything but a fitted scikit-learn
+    pipeline, and any exception on the way, is an ArtifactError."""
+    try:
+        pipeline = joblib.load(io.BytesIO(raw))
+    except Exception as exc:  # unpickling can raise anything; none of it may reach a caller
+        raise ArtifactError(f"Model {version}: the artifact does not load ({exc!r}). {RETRAIN}") from exc
+    if not isinstance(pipeline, Pipeline):
+        raise ArtifactError(
+            f"Model {version}: the artifact holds a {type(pipeline).__name__}, not a pipeline. {RETRAIN}"
+        )
+    return pipeline
+
+
+def fast_path_rows(metadata: dict) -> np.ndarray:
+    """The rows the fast path is checked on, from the version's own metadata (never the training
+    CSV): a quantile table of the training data plus the self-check rows, widened by check_rows
+    with every feature missing in turn and sweeps across each hard range."""
+    stored = metadata.get("fast_path_check", {}).get("rows") or metadata.get("self_check", {}).get("rows") or []
+    base = np.array(stored, dtype=float).reshape(-1, len(FEATURE_KEYS))  # None in JSON -> NaN
+    if not len(base):
+        base = np.zeros((1, len(FEATURE_KEYS))) * np.nan
+    return check_rows(base)
 
 
 def load_version(record: ModelVersion) -> ServedModel:
     """Load and verify one version; raise ArtifactError saying what is wrong and what to do."""
-    path = model_dir() / record.artifact
-    retrain = "Run `python manage.py train` to build a model for this installation."
     if record.sklearn_version != sklearn.__version__:
         raise ArtifactError(
             f"Model {record.version} was trained with scikit-learn {record.sklearn_version}, "
-            f"but this process runs {sklearn.__version__}. {retrain}"
+            f"but this process runs {sklearn.__version__}. {RETRAIN}"
         )
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ArtifactError(
-            f"Model {record.version}: cannot read {record.artifact} ({exc.strerror}). {retrain}"
-        ) from exc
+    raw = artifact_bytes(record)
     if hashlib.sha256(raw).hexdigest() != record.artifact_sha256:
-        raise ArtifactError(f"Model {record.version}: {record.artifact} does not match its recorded sha256. {retrain}")
-    try:
-        pipeline = joblib.load(path)
-    except Exception as exc:  # unpickling can raise anything; none of it may reach a caller
-        raise ArtifactError(f"Model {record.version}: {record.artifact} does not load ({exc!r}). {retrain}") from exc
+        raise ArtifactError(
+            f"Model {record.version}: the stored artifact does not match its recorded sha256. {RETRAIN}"
+        )
+    # README: "Model registry" -- the object comes from the bytes just hashed, never from a second read.
+    pipeline = unpickle(raw, version=record.version)
     metadata = record.metadata
     try:
         model = AdditiveModel(
-            pipeline,
-            term_means=metadata["baseline"]["term_means"],
-            check_rows=check_rows(load_dataset().X),
+            pipeline, term_means=metadata["baseline"]["term_means"], check_rows=fast_path_rows(metadata)
         )
-    except (NotAdditive, KeyError, AttributeError, ValueError) as exc:
-        raise ArtifactError(f"Model {record.version} is not a servable additive pipeline ({exc}). {retrain}") from exc
-    # The risks recorded at training time must come back: this catches a pipeline that loads but
-    # computes something else (a different numeric library, a tampered file with a matching row).
-    check = metadata.get("self_check", {})
-    X = np.array(check.get("rows", []), dtype=float).reshape(-1, len(FEATURE_KEYS))
-    if len(X):
-        risks, _ = model.predict_matrix(X)
-        if not np.allclose(risks, check["risks"], rtol=0, atol=1e-9):
-            raise ArtifactError(f"Model {record.version} does not reproduce its recorded predictions. {retrain}")
+        # The risks recorded at training time must come back: this catches a pipeline that loads
+        # but computes something else (a different numeric library, a tampered artifact).
+        check = metadata.get("self_check", {})
+        X = np.array(check.get("rows", []), dtype=float).reshape(-1, len(FEATURE_KEYS))
+        reproduced = not len(X) or np.allclose(model.predict_matrix(X)[0], check["risks"], rtol=0, atol=1e-9)
+    except Exception as exc:  # a pickle that is a pipeline of anything: none of it may reach a caller
+        raise ArtifactError(f"Model {record.version} is not a servable additive pipeline ({exc!r}). {RETRAIN}") from exc
+    if not reproduced:
+        raise ArtifactError(f"Model {record.version} does not reproduce its recorded predictions. {RETRAIN}")
     return ServedModel(version=record.version, metadata=metadata, model=model)
+
+
+@contextmanager
+def registry_lock() -> Iterator[None]:
+    """Hold the installation-wide registry lock: one process at a time trains a first model, even
+    when several replicas start together (README: "Model registry"). PostgreSQL: a session
+    advisory lock, so it needs no shared disk; SQLite: a file lock beside the database file (every
+    process using that file is on this machine); an in-memory database has one process."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [REGISTRY_LOCK_KEY])
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [REGISTRY_LOCK_KEY])
+        return
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor != "sqlite" or name == ":memory:" or name.startswith("file:"):
+        yield
+        return
+    with open(f"{name}.registry-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def export_version(*, version: str, directory: Path | None = None) -> Path:
+    """Write ``<directory>/<version>/model.joblib`` and ``metadata.json`` (checked against the
+    recorded sha256 first); return the version's folder."""
+    record = ModelVersion.objects.filter(version=version).first()
+    if record is None:
+        raise ArtifactError(f"No model version {version!r}.")
+    raw = artifact_bytes(record)
+    if hashlib.sha256(raw).hexdigest() != record.artifact_sha256:
+        raise ArtifactError(f"Model {version}: the stored artifact does not match its recorded sha256.")
+    directory = Path(directory) if directory is not None else model_dir()
+    folder = directory / version
+    incoming = directory / f".incoming-{version}-{os.getpid()}"
+    try:
+        incoming.mkdir(parents=True)
+        (incoming / ARTIFACT_NAME).write_bytes(raw)
+        metadata = {**record.metadata, "version": version, "artifact_sha256": record.artifact_sha256}
+        (incoming / METADATA_NAME).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        incoming.rename(folder)
+    except OSError as exc:
+        raise ArtifactError(f"Cannot export {version} to {directory}: {exc.strerror or exc}.") from exc
+    return folder
+
+
+def import_version(*, path: Path) -> ModelVersion:
+    """Store an exported version (a folder with model.joblib and metadata.json) in the database,
+    not active. Its bytes must match the sha256 in its metadata and load like any other version."""
+    path = Path(path)
+    try:
+        raw = (path / ARTIFACT_NAME).read_bytes()
+        metadata = json.loads((path / METADATA_NAME).read_text())
+        version, digest = metadata["version"], metadata["artifact_sha256"]
+        libraries = metadata["libraries"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path} is not an exported model version ({exc!r}).") from exc
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise ArtifactError(f"{path / ARTIFACT_NAME} does not match the sha256 in its metadata.")
+    if ModelVersion.objects.filter(version=version).exists():
+        raise ArtifactError(f"Model version {version} is already stored.")
+    fields = {
+        "version": version,
+        "created_at": datetime.fromisoformat(metadata["created"]),
+        "algorithm": metadata.get("algorithm", ""),
+        "artifact": f"{version}/{ARTIFACT_NAME}",
+        "artifact_sha256": digest,
+        "data_sha256": metadata.get("data", {}).get("sha256", ""),
+        "sklearn_version": libraries.get("scikit-learn", ""),
+        "numpy_version": libraries.get("numpy", ""),
+        "metrics": metadata.get("metrics", {}),
+        "metadata": metadata,
+    }
+    with transaction.atomic():
+        record = store_version(fields=fields, content=raw)
+        load_version(record)  # refused (and rolled back) unless it loads here
+    return record
 
 
 class ActiveModel:

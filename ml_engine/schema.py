@@ -30,6 +30,8 @@ class Feature:
     # Column name in the Pima CSV, and whether a 0 there means "not measured".
     csv_column: str
     zero_means_missing: bool
+    # Measured only in a clinic or lab: the page says "don't know? leave it blank: it is estimated".
+    lab_only: bool = False
 
     @property
     def range_text(self) -> str:
@@ -100,9 +102,10 @@ FEATURES: tuple[Feature, ...] = (
         max=120,
         step=1,
         integer=False,
-        description="Triceps skin-fold thickness measured with calipers.",
+        description="Thickness of a pinch of skin at the back of the upper arm, measured in a clinic with calipers.",
         csv_column="SkinThickness",
         zero_means_missing=True,
+        lab_only=True,
     ),
     Feature(
         key="insulin",
@@ -112,9 +115,10 @@ FEATURES: tuple[Feature, ...] = (
         max=1500,
         step=1,
         integer=False,
-        description="Serum insulin two hours into an oral glucose tolerance test.",
+        description="Insulin in the blood two hours into an oral glucose tolerance test (a lab test).",
         csv_column="Insulin",
         zero_means_missing=True,
+        lab_only=True,
     ),
     Feature(
         key="bmi",
@@ -136,9 +140,13 @@ FEATURES: tuple[Feature, ...] = (
         max=5,
         step=0.001,
         integer=False,
-        description="Family-history score: higher when more, and closer, relatives had diabetes.",
+        description=(
+            "A family-history score from the study: most people have 0.1 to 1; it is higher when more, "
+            "and closer, relatives had diabetes."
+        ),
         csv_column="DiabetesPedigreeFunction",
         zero_means_missing=False,
+        lab_only=True,
     ),
     Feature(
         key="age",
@@ -155,6 +163,67 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 FEATURE_KEYS: tuple[str, ...] = tuple(f.key for f in FEATURES)
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicalCutoff:
+    """A value that needs a clinician whatever the model says: ``warnings`` gets ``code``.
+
+    README: "REST API" lists the codes; the model card shows ``message`` and ``source``.
+    """
+
+    code: str
+    key: str
+    limit: float
+    inclusive: bool  # True: value >= limit; False: value > limit (as the source words it)
+    message: str
+    source: str
+
+    def applies(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value >= self.limit if self.inclusive else value > self.limit
+
+
+CLINICAL_CUTOFFS: tuple[ClinicalCutoff, ...] = (
+    # American Diabetes Association, Standards of Care in Diabetes, section 2 "Diagnosis and
+    # Classification of Diabetes": 2-h plasma glucose >= 200 mg/dL (11.1 mmol/L) during a 75-g OGTT
+    # is a diagnostic criterion for diabetes.
+    ClinicalCutoff(
+        code="clinical:glucose_diagnostic",
+        key="glucose",
+        limit=200,
+        inclusive=True,
+        message=(
+            "A 2-hour glucose of 200 mg/dL (11.1 mmol/L) or more is in the range used to diagnose "
+            "diabetes. Please see a clinician about it, whatever the risk estimate says."
+        ),
+        source=(
+            "American Diabetes Association, Standards of Care in Diabetes, section 2: a 2-hour plasma "
+            "glucose of 200 mg/dL or more during a 75-g oral glucose tolerance test is a diagnostic criterion."
+        ),
+    ),
+    # 2017 ACC/AHA Guideline for the Prevention, Detection, Evaluation, and Management of High Blood
+    # Pressure in Adults (Whelton et al., Hypertension 2018;71:e13-e115), section 11.2: hypertensive
+    # crisis is systolic > 180 and/or diastolic > 120 mm Hg.
+    ClinicalCutoff(
+        code="clinical:blood_pressure_crisis",
+        key="blood_pressure",
+        limit=120,
+        inclusive=False,
+        message=(
+            "A diastolic blood pressure above 120 mm Hg is in the hypertensive crisis range. If this "
+            "reading is right, seek medical care today."
+        ),
+        source=(
+            "2017 ACC/AHA Guideline for the Prevention, Detection, Evaluation, and Management of High Blood "
+            "Pressure in Adults, section 11.2: a diastolic pressure above 120 mm Hg is a hypertensive crisis."
+        ),
+    ),
+)
+CLINICAL_CODES: tuple[str, ...] = tuple(c.code for c in CLINICAL_CUTOFFS)
+# Every code a prediction's ``warnings`` can carry (README: "REST API").
+WARNING_CODES: tuple[str, ...] = tuple(f"extrapolated:{key}" for key in FEATURE_KEYS) + CLINICAL_CODES
 FEATURES_BY_KEY: dict[str, Feature] = {f.key: f for f in FEATURES}
 
 

@@ -22,8 +22,19 @@ from django.utils import timezone
 from . import metrics
 from .inference import additive_terms, feature_groups
 from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
-from .registry import ArtifactError, ServedModel, active_model, load_version, write_artifact
+from .registry import (
+    ARTIFACT_NAME,
+    ArtifactError,
+    ServedModel,
+    active_model,
+    load_version,
+    registry_lock,
+    serialise,
+    store_version,
+    version_name,
+)
 from .schema import (
+    CLINICAL_CUTOFFS,
     FEATURE_KEYS,
     FEATURES,
     FeatureValidationError,
@@ -32,7 +43,7 @@ from .schema import (
     invalid_cells,
     value_error,
 )
-from .training import Dataset, load_dataset, train, with_extra_rows
+from .training import Dataset, load_dataset, quick_pool, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +60,7 @@ class Prediction:
     label: int
     threshold: float
     contributions: dict[str, float]
+    points: dict[str, float]
     imputed: list[str]
     warnings: list[str]
     model_name: str
@@ -62,6 +74,7 @@ class Prediction:
             "label": self.label,
             "threshold": self.threshold,
             "contributions": self.contributions,
+            "points": self.points,
             "imputed": self.imputed,
             "warnings": self.warnings,
             "model": {"name": self.model_name, "version": self.model_version},
@@ -75,19 +88,38 @@ def band_for(risk: float, bands: Mapping[str, Sequence[float]]) -> str:
     return max(bands.items(), key=lambda item: item[1][1])[0]  # risk == 1.0 falls in the top band
 
 
+def _sigmoid(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
+
+
+def risk_points(*, baseline_logit: float, contributions: Mapping[str, float]) -> dict[str, float]:
+    """Each feature's effect in percentage points of risk: the risk of the baseline person (the
+    study's average) with only that one value changed, minus the baseline risk. Exact for the
+    additive model; the points need not add up to the total (README: "REST API")."""
+    base = _sigmoid(baseline_logit)
+    return {key: 100.0 * (_sigmoid(baseline_logit + c) - base) for key, c in contributions.items()}
+
+
+def clinical_warnings(cleaned: Mapping[str, float | None]) -> list[str]:
+    """Codes of the values that need a clinician on their own (cut-offs: ml_engine/schema.py)."""
+    return [cutoff.code for cutoff in CLINICAL_CUTOFFS if cutoff.applies(cleaned.get(cutoff.key))]
+
+
 def _explain(served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions) -> Prediction:
     ranges = served.training_ranges
     warnings = [
         f"extrapolated:{key}"
         for key, value in cleaned.items()
         if value is not None and not ranges[key][0] <= value <= ranges[key][1]
-    ]
+    ] + clinical_warnings(cleaned)
+    by_key = {key: float(c) for key, c in zip(FEATURE_KEYS, contributions, strict=True)}
     return Prediction(
         risk=risk,
         band=band_for(risk, served.bands),
         label=int(risk >= served.threshold),
         threshold=served.threshold,
-        contributions={key: float(c) for key, c in zip(FEATURE_KEYS, contributions, strict=True)},
+        contributions=by_key,
+        points=risk_points(baseline_logit=served.metadata["baseline"]["logit"], contributions=by_key),
         imputed=[key for key, value in cleaned.items() if value is None],
         warnings=warnings,
         model_name=served.name,
@@ -194,25 +226,36 @@ def predict_many(*, instances: Sequence[Any], interface: str = "rest", contribut
     labels = (risks >= served.threshold).tolist()
     all_terms = terms.tolist() if terms is not None else [None] * len(X)
     bands, threshold, name, version = served.bands, served.threshold, served.name, served.version
+    # Points as risk_points computes them, for the whole batch at once.
+    baseline_logit = served.metadata["baseline"]["logit"]
+    all_points = (
+        (100.0 * (1.0 / (1.0 + numpy.exp(-(baseline_logit + terms))) - _sigmoid(baseline_logit))).tolist()
+        if terms is not None
+        else [None] * len(X)
+    )
     predictions = []
-    for row, risk, label, row_terms, row_missing, row_outside in zip(
-        X.tolist(), risks.tolist(), labels, all_terms, missing.tolist(), outside.tolist(), strict=True
+    for row, risk, label, row_terms, row_points, row_missing, row_outside in zip(
+        X.tolist(), risks.tolist(), labels, all_terms, all_points, missing.tolist(), outside.tolist(), strict=True
     ):
+        features = {
+            key: None if gap else (int(value) if whole else value)
+            for key, whole, gap, value in zip(FEATURE_KEYS, _WHOLE, row_missing, row, strict=True)
+        }
+        by_key = dict(zip(FEATURE_KEYS, row_terms, strict=True)) if row_terms is not None else {}
         predictions.append(
             Prediction(
                 risk=risk,
                 band=band_for(risk, bands),
                 label=int(label),
                 threshold=threshold,
-                contributions=dict(zip(FEATURE_KEYS, row_terms, strict=True)) if row_terms is not None else {},
+                contributions=by_key,
+                points=dict(zip(FEATURE_KEYS, row_points, strict=True)) if row_points is not None else {},
                 imputed=[key for key, gap in zip(FEATURE_KEYS, row_missing, strict=True) if gap],
-                warnings=[f"extrapolated:{key}" for key, out in zip(FEATURE_KEYS, row_outside, strict=True) if out],
+                warnings=[f"extrapolated:{key}" for key, out in zip(FEATURE_KEYS, row_outside, strict=True) if out]
+                + clinical_warnings(features),
                 model_name=name,
                 model_version=version,
-                features={
-                    key: None if gap else (int(value) if whole else value)
-                    for key, whole, gap, value in zip(FEATURE_KEYS, _WHOLE, row_missing, row, strict=True)
-                },
+                features=features,
             )
         )
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
@@ -417,17 +460,28 @@ def model_train(
     from_db: bool = False,
     repeats: int = 10,
     seed: int = 42,
+    quick: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[ModelVersion, Any]:
-    """Train, store and register a new version (and activate it unless told not to)."""
+    """Train, store and register a new version (and activate it unless told not to).
+
+    ``quick`` cross-validates only the candidate that is served (``training.quick_pool``) with one 5-fold
+    round, a few seconds, for a first start (README: "Model registry"); otherwise every candidate is
+    compared over ``repeats`` x 5 folds."""
     dataset: Dataset = load_dataset()
     if from_db:
         dataset = with_extra_rows(dataset, *outcome_dataset())
-    outcome = train(dataset, repeats=repeats, seed=seed, progress=progress)
+    if quick:
+        outcome = train(dataset, repeats=1, seed=seed, pool=quick_pool(), progress=progress)
+    else:
+        outcome = train(dataset, repeats=repeats, seed=seed, progress=progress)
     model = outcome.pipeline
     terms = additive_terms(model, feature_groups(model), dataset.X)
     term_means = terms.mean(axis=0)
     sample = dataset.X[:: max(1, len(dataset.X) // 20)]
+    # Quantiles of every feature: with check_rows they cover each polynomial piece of the fold, so
+    # a process verifies the fast path from the version's metadata alone, never the training CSV.
+    quantiles = numpy.nanquantile(dataset.X, numpy.linspace(0, 1, 101), axis=0)
     created = timezone.now()
     metadata = {
         **outcome.metadata,
@@ -442,23 +496,46 @@ def model_train(
             "rows": [[None if math.isnan(v) else float(v) for v in row] for row in sample],
             "risks": [float(p) for p in model.predict_proba(sample)[:, 1]],
         },
+        "fast_path_check": {"rows": [[float(v) for v in row] for row in quantiles]},
     }
-    version, path, digest = write_artifact(pipeline=model, metadata=metadata, created=created)
-    record = ModelVersion.objects.create(
-        version=version,
-        created_at=created,
-        algorithm=outcome.chosen.candidate.name,
-        artifact=str(path.relative_to(path.parent.parent)),
-        artifact_sha256=digest,
-        data_sha256=dataset.sha256,
-        sklearn_version=sklearn.__version__,
-        numpy_version=numpy.__version__,
-        metrics=outcome.metadata["metrics"],
-        metadata={**metadata, "version": version, "artifact_sha256": digest},
+    content, digest = serialise(model)
+    version = version_name(created, digest)
+    record = store_version(
+        fields={
+            "version": version,
+            "created_at": created,
+            "algorithm": outcome.chosen.candidate.name,
+            "artifact": f"{version}/{ARTIFACT_NAME}",
+            "artifact_sha256": digest,
+            "data_sha256": dataset.sha256,
+            "sklearn_version": sklearn.__version__,
+            "numpy_version": numpy.__version__,
+            "metrics": outcome.metadata["metrics"],
+            "metadata": {**metadata, "version": version, "artifact_sha256": digest},
+        },
+        content=content,
     )
     if activate:
         record = model_activate(version=version)
     return record, outcome
+
+
+def model_ensure(*, progress: Callable[[str, int, int], None] | None = None) -> tuple[str, str | None]:
+    """Make sure a working model is active; train one quickly (``model_train(quick=True)``) when
+    none is or the active one does not load. Returns (served version, why it was trained, or None
+    when nothing was trained).
+
+    Safe when several processes start at once: the check and the training run under
+    ``registry_lock``, so the first trains and the others find its model active."""
+    with registry_lock():
+        reason = None
+        if ModelVersion.objects.filter(is_active=True).exists():
+            active_model.refresh()
+            if active_model.current is not None:
+                return active_model.current.version, None
+            reason = f"the active model does not load ({active_model.error})"
+        record, _ = model_train(quick=True, progress=progress)
+        return record.version, reason or "no model is active"
 
 
 def model_activate(*, version: str) -> ModelVersion:

@@ -39,8 +39,10 @@ class Dataset:
     extra_rows: int = 0
 
 
-def load_dataset(path: Path = DATA_PATH) -> Dataset:
-    """Read the Pima CSV; zeros that mean 'not measured' become NaN."""
+def load_dataset(path: Path | None = None) -> Dataset:
+    """Read the Pima CSV (``DATA_PATH`` unless told otherwise); zeros that mean 'not measured'
+    become NaN. Only training reads it: serving checks a model with rows stored in its metadata."""
+    path = DATA_PATH if path is None else path
     raw = path.read_bytes()
     header = raw.split(b"\n", 1)[0].decode().strip().split(",")
     table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
@@ -135,6 +137,15 @@ def candidates() -> tuple[Candidate, ...]:
             ),
         ),
     )
+
+
+SERVED_CANDIDATE = "logistic_spline"
+
+
+def quick_pool() -> tuple[Candidate, ...]:
+    """The candidate a full comparison serves (it wins on this data), alone: what a first start
+    (`ensure_model`, `train --quick`) cross-validates."""
+    return tuple(c for c in candidates() if c.name == SERVED_CANDIDATE)
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:

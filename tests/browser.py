@@ -44,3 +44,23 @@ def watch(page, seen: dict | None = None) -> dict:
     page.on("console", lambda message: seen["console_errors"].append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
     return seen
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's violations on ``page`` (every rule axe runs by default: WCAG 2.x A/AA and best
+    practices), one line each. axe comes from a pinned PyPI package and is evaluated by the test
+    through the DevTools protocol: pages never load it, and a Content-Security-Policy does not apply."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
+        for v in results.response["violations"]
+    ]
+
+
+def page_width_overflow(page) -> int:
+    """How many CSS pixels the page is wider than its viewport (0 when nothing scrolls sideways)."""
+    return page.evaluate(
+        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth"
+    )

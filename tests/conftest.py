@@ -12,9 +12,11 @@ from tests.servers import RedisServer, ServerEnv, redis_server_binary
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# What one quick training run produced; rows are re-created from it after a test flushes the
+# What one quick training run produced (the served candidate only; the full comparison is tested
+# once, in tests/ml_engine/test_commands.py); rows are re-created from it after a test flushes the
 # database (transactional tests), so the model trains only once per session.
 _TRAINED: dict = {}
+_TRAINED_ARTIFACT: dict = {}
 
 
 @pytest.fixture(scope="session")
@@ -26,23 +28,25 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker, model_dir):
-    from ml_engine.models import ModelVersion
+    from ml_engine.models import ModelArtifact, ModelVersion
     from ml_engine.services import model_train
 
     with django_db_blocker.unblock():
-        record, _ = model_train(repeats=1)
+        record, _ = model_train(quick=True)
         _TRAINED.update({f.name: getattr(record, f.name) for f in ModelVersion._meta.fields if f.name != "id"})
+        stored = ModelArtifact.objects.get(model_version=record)
+        _TRAINED_ARTIFACT.update(content=bytes(stored.content), size=stored.size)
 
 
 @pytest.fixture
 def served_model(db, model_dir):
     """The session's model, active in the database and loaded in this process."""
     from ml_engine.models import ModelVersion
-    from ml_engine.registry import active_model
+    from ml_engine.registry import active_model, store_version
 
     record = ModelVersion.objects.filter(version=_TRAINED["version"]).first()
     if record is None:
-        record = ModelVersion.objects.create(**_TRAINED)
+        record = store_version(fields=_TRAINED, content=_TRAINED_ARTIFACT["content"])
     ModelVersion.objects.exclude(pk=record.pk).update(is_active=False)
     if not record.is_active:
         record.is_active = True
@@ -74,7 +78,7 @@ def _prepared_server_base(tmp_path_factory):
     base = tmp_path_factory.mktemp("server-template")
     env = ServerEnv(base)
     env.manage("migrate", "-v0")
-    env.manage("train", "--repeats", "1")
+    env.manage("train", "--quick")
     return base
 
 

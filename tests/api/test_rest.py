@@ -11,7 +11,18 @@ from ml_engine.services import MAX_INSTANCES, predict, predict_many
 from tests.samples import PERSON
 
 PREDICT = "/api/v1/predict"
-PREDICTION_KEYS = {"id", "risk", "band", "label", "threshold", "contributions", "imputed", "warnings", "model"}
+PREDICTION_KEYS = {
+    "id",
+    "risk",
+    "band",
+    "label",
+    "threshold",
+    "contributions",
+    "points",
+    "imputed",
+    "warnings",
+    "model",
+}
 
 
 def post_json(client, url, body, **kwargs):

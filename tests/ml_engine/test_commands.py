@@ -4,18 +4,20 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ml_engine import services
-from ml_engine.models import Assessment, ModelVersion
+from ml_engine.models import Assessment, ModelArtifact, ModelVersion
 from ml_engine.registry import active_model
 
 PERSON = {"glucose": 150, "bmi": 31.0, "age": 45}
 
 
 @pytest.mark.django_db
-def test_train_prints_progress_and_a_metrics_table(served_model):
+def test_train_compares_every_candidate_with_a_progress_bar(served_model):
+    """The one full comparison of the suite (other tests train with --quick)."""
     out = io.StringIO()
     call_command("train", "--repeats", "1", "--no-activate", stdout=out)
     text = out.getvalue()
-    assert "fold   5/5" in text
+    assert "Cross-validating 4 candidates" in text
+    assert "20/20" in text and "fit" in text  # tqdm's bar: 4 candidates x 5 folds
     for name in ("logistic_spline", "logistic", "random_forest", "gradient_boosting", "roc_auc", "brier", "ece"):
         assert name in text
     assert "stored, not active" in text
@@ -33,7 +35,7 @@ def test_train_from_db_adds_recorded_outcomes(served_model):
         services.assessment_record_outcome(public_id=assessment.public_id, outcome=outcome, recorder=KEY)
     services.assessment_create(prediction=services.predict(features=PERSON), interface="rest")  # no outcome
     out = io.StringIO()
-    call_command("train", "--repeats", "1", "--from-db", "--no-activate", stdout=out)
+    call_command("train", "--quick", "--from-db", "--no-activate", stdout=out)
     assert "Added from the database: 3 assessments with an outcome." in out.getvalue()
     newest = ModelVersion.objects.order_by("-created_at").first()
     assert newest.metadata["data"]["rows"] == 768 + 3
@@ -42,7 +44,7 @@ def test_train_from_db_adds_recorded_outcomes(served_model):
 
 
 def test_activate_rolls_back_and_forth_and_keeps_history(served_model):
-    call_command("train", "--repeats", "1", stdout=io.StringIO())
+    call_command("train", "--quick", stdout=io.StringIO())
     newer = ModelVersion.objects.get(is_active=True)
     assert newer.version != served_model.version
     assert active_model.current.version == newer.version
@@ -60,10 +62,10 @@ def test_activate_unknown_version_is_an_error(served_model):
         call_command("activate", "nope")
 
 
-def test_activate_refuses_a_broken_artifact_and_keeps_serving(served_model, settings, tmp_path):
-    call_command("train", "--repeats", "1", "--no-activate", stdout=io.StringIO())
+def test_activate_refuses_a_broken_artifact_and_keeps_serving(served_model):
+    call_command("train", "--quick", "--no-activate", stdout=io.StringIO())
     broken = ModelVersion.objects.order_by("-created_at").first()
-    (settings.MODEL_DIR / broken.artifact).write_bytes(b"garbage")
+    ModelArtifact.objects.filter(model_version=broken).update(content=b"garbage")
     with pytest.raises(CommandError, match="sha256"):
         call_command("activate", broken.version)
     assert ModelVersion.objects.get(is_active=True).version == served_model.version
@@ -90,3 +92,54 @@ def test_ensure_model_trains_only_when_needed(served_model):
     call_command("ensure_model", stdout=out)
     assert f"Model {served_model.version} is active." in out.getvalue()
     assert ModelVersion.objects.count() == 1
+
+
+def test_train_quick_cross_validates_only_the_served_candidate(served_model):
+    out = io.StringIO()
+    call_command("train", "--quick", "--no-activate", stdout=out)
+    text = out.getvalue()
+    assert "Quick training: only logistic_spline" in text and "5/5" in text
+    newest = ModelVersion.objects.order_by("-created_at").first()
+    assert list(newest.metadata["candidates"]) == ["logistic_spline"]
+    assert newest.metadata["cv"]["repeats"] == 1
+
+
+def test_ensure_model_trains_quickly_when_none_is_active_and_says_so(served_model):
+    ModelVersion.objects.update(is_active=False)
+    active_model.reset()
+    out = io.StringIO()
+    call_command("ensure_model", stdout=out)
+    text = out.getvalue()
+    assert "Training logistic_spline (the served candidate) with a quick 5-fold cross-validation" in text
+    assert "Trained because no model is active" in text
+    active = ModelVersion.objects.get(is_active=True)
+    assert active.version != served_model.version and list(active.metadata["candidates"]) == ["logistic_spline"]
+
+
+def test_ensure_model_replaces_an_active_model_that_does_not_load(served_model):
+    ModelArtifact.objects.filter(model_version__version=served_model.version).update(content=b"garbage")
+    active_model.reset()
+    out = io.StringIO()
+    call_command("ensure_model", stdout=out)
+    assert "Trained because the active model does not load" in out.getvalue()
+    assert ModelVersion.objects.get(is_active=True).version != served_model.version
+
+
+@pytest.mark.slow
+def test_replicas_starting_together_train_one_model(tmp_path):
+    """Three processes run ensure_model at once on a fresh database: one trains, two wait on the
+    registry lock and then find its model active."""
+    import concurrent.futures
+
+    from tests.servers import ServerEnv
+
+    env = ServerEnv(tmp_path)
+    env.extra["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    env.manage("migrate", "-v0")
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: env.manage("ensure_model"), range(3)))
+    outputs = [r.stdout for r in results]
+    assert sum("Trained because no model is active" in o for o in outputs) == 1, outputs
+    assert sum(" is active." in o and "Trained" not in o for o in outputs) == 2, outputs
+    listing = env.manage("models").stdout
+    assert len([line for line in listing.splitlines() if line[:8].isdigit()]) == 1, listing

@@ -8,11 +8,12 @@ from tests.samples import PERSON
 
 def test_prediction_has_every_contract_field(served_model):
     p = services.predict(features=PERSON).as_dict()
-    assert set(p) == {"risk", "band", "label", "threshold", "contributions", "imputed", "warnings", "model"}
+    assert set(p) == {"risk", "band", "label", "threshold", "contributions", "points", "imputed", "warnings", "model"}
     assert 0 <= p["risk"] <= 1
     assert p["band"] in {"low", "moderate", "high"}
     assert p["label"] == int(p["risk"] >= p["threshold"])
     assert list(p["contributions"]) == list(PERSON)
+    assert list(p["points"]) == list(PERSON)
     assert p["imputed"] == [] and p["warnings"] == []
     assert p["model"] == {"name": "diabetes", "version": served_model.version}
 
@@ -32,7 +33,8 @@ def test_missing_features_are_imputed_and_listed(served_model):
 
 def test_values_outside_training_range_warn(served_model):
     p = services.predict(features={"glucose": 400, "age": 19})
-    assert p.warnings == ["extrapolated:glucose", "extrapolated:age"]
+    # 400 mg/dL is also diagnostic on its own (ml_engine/schema.py: CLINICAL_CUTOFFS)
+    assert p.warnings == ["extrapolated:glucose", "extrapolated:age", "clinical:glucose_diagnostic"]
 
 
 def test_single_and_batch_agree_and_keep_order(served_model):

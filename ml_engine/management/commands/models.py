@@ -1,15 +1,45 @@
-"""`python manage.py models`: the table of stored versions."""
+"""`python manage.py models [list | export VERSION [--dir DIR] | import PATH]`: the stored versions,
+and moving a version between installations through files (README: "Model registry")."""
 
-from django.core.management.base import BaseCommand
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
 
 from ml_engine.models import ModelVersion
-from ml_engine.registry import ArtifactError, load_version
+from ml_engine.registry import ArtifactError, export_version, import_version, load_version
 
 
 class Command(BaseCommand):
-    help = "List stored model versions with their metrics, data hash and which one is active."
+    help = (
+        "List stored model versions with their metrics, data hash and which one is active; "
+        "`export VERSION [--dir DIR]` writes DIR/VERSION/model.joblib and metadata.json (DIR defaults "
+        "to MODEL_DIR); `import PATH` stores such a folder as a new, inactive version."
+    )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("action", nargs="?", choices=["list", "export", "import"], default="list")
+        parser.add_argument("target", nargs="?", help="export: the version; import: the exported folder")
+        parser.add_argument("--dir", default=None, help="export: the folder to write to (default MODEL_DIR)")
+
+    def handle(self, *args, action, target, dir, **options):
+        if action != "list" and not target:
+            raise CommandError(f"`models {action}` needs a {'version' if action == 'export' else 'folder'}.")
+        try:
+            if action == "export":
+                folder = export_version(version=target, directory=Path(dir) if dir else None)
+                self.stdout.write(self.style.SUCCESS(f"Exported {target} to {folder}."))
+                return
+            if action == "import":
+                record = import_version(path=Path(target))
+                self.stdout.write(
+                    self.style.SUCCESS(f"Imported {record.version} (not active; `activate {record.version}`).")
+                )
+                return
+        except ArtifactError as exc:
+            raise CommandError(str(exc)) from exc
+        self.list_versions()
+
+    def list_versions(self) -> None:
         rows = list(ModelVersion.objects.order_by("created_at"))
         if not rows:
             self.stdout.write("No model versions. Run `python manage.py train`.")

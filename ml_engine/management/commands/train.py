@@ -3,9 +3,26 @@
 import sys
 
 from django.core.management.base import BaseCommand
+from tqdm import tqdm
 
 from ml_engine.services import model_train
-from ml_engine.training import METRIC_NAMES
+from ml_engine.training import METRIC_NAMES, SERVED_CANDIDATE, candidates
+
+SPLITS = 5
+
+
+class _Unterminated:
+    """The command's stdout without the newline Django's OutputWrapper adds to every write, so the
+    bar redraws in place."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, text: str) -> None:
+        self.out.write(text, ending="")
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class Command(BaseCommand):
@@ -17,29 +34,44 @@ class Command(BaseCommand):
             "--from-db", action="store_true", help="Add assessments with a recorded outcome to the CSV data."
         )
         parser.add_argument("--repeats", type=int, default=10, help="Cross-validation repeats (default 10 x 5 folds).")
+        parser.add_argument(
+            "--quick",
+            action="store_true",
+            help=f"Cross-validate only the served candidate ({SERVED_CANDIDATE}) with one 5-fold round.",
+        )
         parser.add_argument("--seed", type=int, default=42)
 
     def handle(self, *args, **options):
-        last = {}
+        quick = options["quick"]
+        folds = SPLITS if quick else options["repeats"] * SPLITS
+        pool = 1 if quick else len(candidates())
+        if quick:
+            self.stdout.write(
+                f"Quick training: only {SERVED_CANDIDATE}, one 5-fold cross-validation (seed {options['seed']})"
+            )
+        else:
+            self.stdout.write(
+                f"Cross-validating {pool} candidates: {options['repeats']} x 5-fold repeated stratified CV "
+                f"(seed {options['seed']})"
+            )
+        # One bar over every fit of every candidate, with the rate and the time left.
+        bar = tqdm(total=folds * pool, file=_Unterminated(self.stdout), unit="fit", dynamic_ncols=True, mininterval=0.5)
 
         def progress(name: str, done: int, total: int) -> None:
-            if self.stdout.isatty() or done == total or done == 1:
-                end = "\n" if done == total else ""
-                self.stdout.write(f"\r  {name:<18} fold {done:>3}/{total}", ending=end)
-                self.stdout.flush()
-            last[name] = done
+            bar.set_description(f"{name:<18}", refresh=False)
+            bar.update(1)
 
-        self.stdout.write(
-            f"Cross-validating candidates: {options['repeats']} x 5-fold repeated stratified CV "
-            f"(seed {options['seed']})"
-        )
-        record, outcome = model_train(
-            activate=not options["no_activate"],
-            from_db=options["from_db"],
-            repeats=options["repeats"],
-            seed=options["seed"],
-            progress=progress,
-        )
+        try:
+            record, outcome = model_train(
+                activate=not options["no_activate"],
+                from_db=options["from_db"],
+                repeats=options["repeats"],
+                seed=options["seed"],
+                quick=quick,
+                progress=progress,
+            )
+        finally:
+            bar.close()
         data = outcome.metadata["data"]
         self.stdout.write(f"\nData: {data['rows']} rows ({data['positives']} positive), sha256 {data['sha256'][:12]}…")
         if options["from_db"]:

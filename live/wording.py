@@ -1,0 +1,83 @@
+"""Plain words for the person's pages: percentages, bands, drivers and warnings.
+
+The live page (static/js/live.js) gets the same sentences from the markup this module fills, so a
+warning reads the same while typing and on the result page. README: "The person's pages".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, Feature
+
+# A driver smaller than this (in percentage points) "makes little difference".
+SMALL_POINTS = 0.5
+
+
+def percent(fraction: float) -> str:
+    """0.3504 -> "35%"; 0.0612 -> "6.1%": whole percent above 10, one decimal below."""
+    value = 100 * fraction
+    return f"{value:.0f}%" if value >= 10 else f"{value:.1f}%"
+
+
+def number(value: float | int | None) -> str:
+    """A value as a person would type it: 148.0 -> "148", 33.6 -> "33.6"."""
+    if value is None:
+        return ""
+    return f"{value:.6g}" if not float(value).is_integer() else str(int(value))
+
+
+def unit_text(feature: Feature) -> str:
+    return "" if feature.unit in ("count", "unitless") else feature.unit
+
+
+def bands_sentence(bands: Mapping[str, Sequence[float]]) -> str:
+    """{"low": [0, .2], ...} -> "low: under 20%; moderate: 20% to 50%; high: 50% and over"."""
+    parts = []
+    for name, (low, high) in sorted(bands.items(), key=lambda item: item[1][0]):
+        if low <= 0:
+            parts.append(f"{name}: under {percent(high)}")
+        elif high >= 1:
+            parts.append(f"{name}: {percent(low)} and over")
+        else:
+            parts.append(f"{name}: {percent(low)} to under {percent(high)}")
+    return "; ".join(parts)
+
+
+def threshold_sentence(threshold: float, label: int) -> str:
+    where = "at or above" if label else "below"
+    return f"This is {where} {percent(threshold)}, the risk from which the model suggests a diabetes test."
+
+
+def driver_phrase(label: str, points: float) -> str:
+    """ "Plasma glucose adds about 14 points" (percentage points of risk against the average person)."""
+    if abs(points) < SMALL_POINTS:
+        return f"{label} makes little difference"
+    size = f"{abs(points):.0f}" if abs(points) >= 1.5 else "1"
+    noun = "point" if size == "1" else "points"
+    return f"{label} {'adds' if points > 0 else 'takes off'} about {size} {noun}"
+
+
+def warning_messages(training_ranges: Mapping[str, Sequence[float]]) -> dict[str, str]:
+    """Every warning code a prediction can carry, in words a person can act on."""
+    messages = {}
+    for feature in FEATURES:
+        low, high = training_ranges[feature.key]
+        unit = unit_text(feature)
+        seen = f"{number(low)} to {number(high)}{' ' + unit if unit and unit != 'years' else ''}"
+        messages[f"extrapolated:{feature.key}"] = (
+            f"{feature.label}: the model was trained on values from {seen} only and treats anything "
+            f"outside that like the nearest value it saw, so this estimate means less."
+        )
+    messages["extrapolated:age"] = (
+        f"Age: the model was trained on people aged {number(training_ranges['age'][0])} to "
+        f"{number(training_ranges['age'][1])} only and treats an older or younger age like the nearest "
+        "age it saw: this estimate does not mean that age lowers or raises your risk."
+    )
+    for cutoff in CLINICAL_CUTOFFS:
+        messages[cutoff.code] = cutoff.message
+    return messages
+
+
+def clinical_codes() -> set[str]:
+    return {cutoff.code for cutoff in CLINICAL_CUTOFFS}
