@@ -30,7 +30,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
 # `python -m project.serve` is daphne with the production options (project/serve.py).
 # --proxy-headers is safe here only because the replicas are not published: the proxy is the only
 # peer and overwrites X-Forwarded-For.
-CMD ["python", "-m", "project.serve", "-b", "0.0.0.0", "-p", "8000", "--websocket_timeout", "-1", \
-     "--websocket_connect_timeout", "10", "--ping-interval", "20", "--ping-timeout", "30", \
-     "--application-close-timeout", "10", "--websocket-max-message-size", "65536", \
-     "--websocket-max-frame-size", "65536", "--proxy-headers", "asgi:application"]
+CMD ["python", "-m", "project.serve", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "asgi:application"]
