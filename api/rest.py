@@ -44,6 +44,7 @@ from .access import (
     StaffSessionAuthentication,
     recorder_for,
 )
+from .drf import charge_rows
 from .schema import RequiredBodySchema
 from .serializers import ErrorsSerializer, FeaturesSerializer, InstancesField, PredictionSerializer, StrictSerializer
 
@@ -202,6 +203,7 @@ class PredictApi(PredictAccess, APIView):
             prediction = predict(features=data["features"], interface="rest")
             assessment = assessment_create(prediction=prediction, interface="rest")
             return Response({"id": str(assessment.public_id), **prediction.as_dict()})
+        charge_rows(request, len(data["instances"]) - 1)  # a batch of N costs N (README: "Throttles")
         predictions = predict_many(instances=data["instances"], interface="rest")
         assessments = assessments_create(predictions=predictions, interface="rest")
         return Response(

@@ -116,12 +116,12 @@ def export_model(env: ServerEnv, version: str, folder: Path) -> tuple[Path, str]
     where the project has it, else copied from the model folder."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "model.joblib"
-    result = env.manage("models", "export", version, "--dir", str(folder), check=False)
+    exported = folder / "export"
+    result = env.manage("models", "export", version, "--dir", str(exported), check=False)
     if result.returncode == 0:
-        found = target if target.exists() else next(folder.rglob("*.joblib"), None)
+        found = next(exported.rglob("*.joblib"), None)
         if found is not None:
-            if found != target:
-                shutil.copyfile(found, target)
+            shutil.copyfile(found, target)
             return target, f"`manage.py models export {version} --dir D`"
     source = env.base / "models" / version / "model.joblib"
     if not source.exists():

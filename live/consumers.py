@@ -18,7 +18,6 @@ Health data never leaves this module except in the reply to its owner: frames ar
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -27,13 +26,25 @@ from urllib.parse import parse_qs
 
 import orjson
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import BaseChannelLayer, get_channel_layer
 
 from ml_engine import metrics
 from ml_engine.registry import ModelUnavailable
 from ml_engine.schema import FEATURE_KEYS, FeatureValidationError
 from ml_engine.services import Prediction, live_state_merge, predict_live
 
-from .boards import BoardPublisher, board_store, group_name, prune_forever, stats, valid_board
+from .boards import (
+    BOARD_ERRORS,
+    STORE_TIMEOUT,
+    BoardPublisher,
+    board_store,
+    group_name,
+    janitors,
+    now_iso,
+    valid_board,
+)
+from .boards import snapshot as board_snapshot
+from .layer import LAYER_ERRORS, bounded
 from .ratelimit import FloodGuard, Verdict
 
 logger = logging.getLogger(__name__)
@@ -300,63 +311,131 @@ def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
 
 
 class KioskConsumer(AsyncJsonWebsocketConsumer):
-    """``/ws/kiosk/<board>/``: a snapshot of the board, then its sessions' events (read-only)."""
+    """``/ws/kiosk/<board>/``: a snapshot of the board, then its sessions' events and a heartbeat.
+
+    README: "Kiosk boards". The consumer listens on the channel layer on a task of its own instead
+    of through Channels' dispatch loop (``channel_layer_alias = None``): there, a failing Redis
+    would end the socket with a traceback; here it closes the socket with 1011 and a reason, and
+    the kiosk page reconnects. Every ``heartbeat_seconds`` a heartbeat takes the same way as the
+    events (board store, channel layer, this socket): a kiosk that stops receiving it knows its
+    board is not live, and when one has not come back by the next, the server closes the socket.
+    """
+
+    channel_layer_alias = None  # the layer is listened to by _listen, below
+    heartbeat_seconds = 5.0
+    unavailable_reason = "Board unavailable; reconnect shortly."
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._pruner: asyncio.Task | None = None
+        self.board = ""
+        self._layer: BaseChannelLayer | None = None
+        self._channel: str | None = None
+        self._tasks: list[asyncio.Task] = []
         self._counted = False  # whether this socket is in the open-sockets gauge
+        self._retained = False  # whether this socket keeps its board's pruning going
+        self._closing = False
+        self._beats_sent = 0
+        self._beats_back = 0
 
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except Exception as exc:
-            # The channel layer failed (Redis down or restarted): end this socket without a
-            # traceback; the kiosk page reconnects and rebuilds itself from a new snapshot.
-            logger.warning("Kiosk socket ended: channel layer failed (%s).", type(exc).__name__)
-            with contextlib.suppress(Exception):
-                await self.disconnect(CLOSE_INTERNAL_ERROR)
-            with contextlib.suppress(Exception):
-                await send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR})
-
-    async def connect(self):
+    async def connect(self) -> None:
         self.board = self.scope["url_route"]["kwargs"]["board"]
-        self.group = group_name(self.board)
-        # Join the group before reading the snapshot, so no event falls between the two.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # Accept first: a board that cannot be read gets a close with a reason, not a hung handshake.
         await self.accept()
         metrics.OPEN_WEBSOCKETS.labels("kiosk").inc()
         self._counted = True
         try:
-            entries = await board_store().entries(self.board)
-        except Exception as exc:
-            # No board state (Redis down): close so the kiosk reconnects and rebuilds later.
-            logger.warning("Board %s: snapshot failed (%s).", self.board, type(exc).__name__)
-            await self.close(code=CLOSE_INTERNAL_ERROR)
+            # Join the group before reading the snapshot, so no event falls between the two.
+            self._layer = get_channel_layer()
+            self._channel = await bounded(self._layer.new_channel)
+            await bounded(self._layer.group_add, group_name(self.board), self._channel)
+            message = await board_snapshot(self.board)  # pruned first, capped
+        except (*BOARD_ERRORS, *LAYER_ERRORS) as exc:
+            await self._unavailable(exc)
             return
-        await self.send_json(
-            {
-                "type": "snapshot",
-                "board": self.board,
-                "sessions": [e.as_dict() for e in entries],
-                "stats": stats(entries),
-            }
-        )
-        self._pruner = asyncio.get_running_loop().create_task(prune_forever(self.board))
+        await self.send_json(message)
+        janitors.retain(self.board)
+        self._retained = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._heartbeat())]
 
-    async def kiosk_event(self, message):
-        await self.send_json(message["event"])
+    async def _listen(self) -> None:
+        try:
+            while True:
+                # No deadline: a board may be quiet for hours. A frozen Redis hangs here; the
+                # heartbeat notices.
+                message = await self._layer.receive(self._channel)
+                if message.get("type") == "kiosk.event":
+                    sent = await self._relay(message["event"])
+                elif message.get("type") == "kiosk.heartbeat":
+                    self._beats_back = max(self._beats_back, message["n"])
+                    sent = await self._relay({"type": "heartbeat", "at": message["at"], "active": message["active"]})
+                else:
+                    sent = True
+                if not sent:
+                    return
+        except LAYER_ERRORS as exc:
+            await self._unavailable(exc)
+        except Exception:
+            logger.exception("Board %s: kiosk listener failed.", self.board)
+            await self._close_unavailable()
+
+    async def _heartbeat(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.heartbeat_seconds)
+                if self._beats_back < self._beats_sent:
+                    raise TimeoutError("the last heartbeat did not come back through the channel layer")
+                async with asyncio.timeout(STORE_TIMEOUT):
+                    active = await board_store().count(self.board)
+                self._beats_sent += 1
+                beat = {"type": "kiosk.heartbeat", "n": self._beats_sent, "at": now_iso(), "active": active}
+                await bounded(self._layer.send, self._channel, beat)
+        except (*BOARD_ERRORS, *LAYER_ERRORS) as exc:
+            await self._unavailable(exc)
+        except Exception:
+            logger.exception("Board %s: kiosk heartbeat failed.", self.board)
+            await self._close_unavailable()
+
+    async def _relay(self, content: dict) -> bool:
+        """Send ``content`` to the kiosk; False when the socket is gone (the disconnect follows)."""
+        try:
+            await self.send_json(content)
+        except Exception as exc:
+            # The server refused the frame: the client left or the transport is gone (the
+            # exception depends on the server, e.g. autobahn's Disconnected). Not a bug.
+            logger.info("Board %s: a kiosk went away (%s).", self.board, type(exc).__name__)
+            return False
+        return True
+
+    async def _unavailable(self, exc: BaseException) -> None:
+        logger.warning("Board %s: closing a kiosk, the board is unavailable (%s).", self.board, type(exc).__name__)
+        await self._close_unavailable()
+
+    async def _close_unavailable(self) -> None:
+        if not self._closing:
+            self._closing = True
+            try:
+                await self.close(code=CLOSE_INTERNAL_ERROR, reason=self.unavailable_reason)
+            except Exception as exc:  # the socket is already gone; see _relay
+                logger.info("Board %s: a kiosk went away (%s).", self.board, type(exc).__name__)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Kiosks only listen; anything they send is ignored."""
 
-    async def disconnect(self, code):
-        if self._pruner is not None:
-            self._pruner.cancel()
+    async def disconnect(self, code: int) -> None:
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if self._retained:
+            self._retained = False
+            janitors.release(self.board)
         if self._counted:
             self._counted = False
             metrics.OPEN_WEBSOCKETS.labels("kiosk").dec()
-        try:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-        except Exception as exc:
-            logger.info("Board %s: leaving the group failed (%s).", self.board, type(exc).__name__)
+        if self._channel is not None:
+            try:
+                await bounded(self._layer.group_discard, group_name(self.board), self._channel)
+            except LAYER_ERRORS as exc:
+                # The group entry expires with the layer's group_expiry.
+                logger.info("Board %s: leaving the group failed (%s).", self.board, type(exc).__name__)

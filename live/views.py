@@ -13,6 +13,7 @@ from ml_engine.models import ModelActivation, ModelVersion
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
 from ml_engine.services import assessment_create, predict
+from project import throttling
 
 from . import wording
 from .boards import DEFAULT_BOARD, valid_board
@@ -61,6 +62,12 @@ def assessment_form(request):
 
 @require_POST
 def assessment_result(request):
+    decision = throttling.form_posts.hit(request.META.get("REMOTE_ADDR") or "")
+    if not decision.allowed:  # README: "Throttles"
+        wait = int(decision.wait + 0.999)
+        response = render(request, "live/throttled.html", {"wait": wait}, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     form = FeatureForm(request.POST)
     if not form.is_valid():
         return render(request, "live/form.html", _page_context(form), status=400)

@@ -155,12 +155,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["api.drf.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
-    # DRF's AnonRateThrottle, reading the rate per request; an empty API_THROTTLE_ANON turns it off.
+    # Rows per client address (a batch of N costs N), shared through Redis (project/throttling.py);
+    # an empty API_THROTTLE_ANON turns it off. README: "Throttles".
     "DEFAULT_THROTTLE_CLASSES": ["api.drf.AnonApiThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"anon": env.str("API_THROTTLE_ANON", default="600/minute") or None},
-    # Proxies in front of daphne whose X-Forwarded-For is trusted; 0 throttles by the peer address,
-    # so a client cannot dodge the throttle by inventing X-Forwarded-For headers.
-    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
+    "DEFAULT_THROTTLE_RATES": {"anon": env.str("API_THROTTLE_ANON", default="6000/minute") or None},
+    # The client address is the peer's, or what a trusted proxy says (TRUSTED_PROXIES, applied by
+    # project/proxy.py before Django): DRF never reads X-Forwarded-For itself.
+    "NUM_PROXIES": 0,
     # ASCII-only JSON: a lone surrogate a client sent (echoed in an error) cannot break the reply.
     "UNICODE_JSON": False,
 }
@@ -178,6 +179,17 @@ SPECTACULAR_SETTINGS = {
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Throttles per client address (README: "Throttles"): "<count>/<second|minute|hour|day>", empty
+# turns one off. Counted in Redis when REDIS_URL is set (shared by every process), else per process.
+THROTTLE_V2_ROWS = env.str("V2_THROTTLE_ANON", default="120000/minute") or None  # rows, a batch costs N
+THROTTLE_FORM_POSTS = env.str("FORM_THROTTLE", default="30/minute") or None
+THROTTLE_WEBSOCKET_CONNECTS = env.str("WEBSOCKET_THROTTLE_CONNECT", default="300/minute") or None
+
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (README: "Behind a proxy"):
+# comma-separated addresses and networks. Empty (the default) trusts nobody: every client is its
+# peer address, whatever headers it sends.
+TRUSTED_PROXIES = env.list("DJANGO_TRUSTED_PROXIES", default=[])
 
 # HTTP limits (README: "Limits"), applied by daphne while a request is read (project/http_limits.py).
 # A body over this many bytes is answered 413 as soon as that is known, without being stored.

@@ -68,6 +68,8 @@ def test_only_the_proxy_is_published_and_on_loopback(compose):
     subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
     address = services["proxy"]["networks"]["default"]["ipv4_address"]
     assert ipaddress.ip_address(variable_default(address)) in ipaddress.ip_network(variable_default(subnet))
+    # ... and is the only peer the web replicas believe X-Forwarded-For from.
+    assert services["web"]["environment"]["DJANGO_TRUSTED_PROXIES"] == address
 
 
 def variable_default(value: str) -> str:
@@ -146,7 +148,7 @@ def test_image_and_dev_override_run_daphne_as_make_run_does():
     dockerfile = (ROOT / "Dockerfile").read_text()
     argv = json.loads(re.search(r"^CMD (\[.*?\])\s*$", dockerfile, re.M | re.S).group(1))
     serve = ["python", "-m", "project.serve", "-b", "0.0.0.0", "-p", "8000"]
-    assert argv == [*serve, "--proxy-headers", "asgi:application"]
+    assert argv == [*serve, "asgi:application"]  # no --proxy-headers: see project/proxy.py
     dev = yaml.safe_load((ROOT / "docker-compose.dev.yml").read_text())["services"]["web"]["command"]
     assert " ".join(argv) in dev
 

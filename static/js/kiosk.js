@@ -1,6 +1,9 @@
 // Kiosk board: shows each anonymous live session of a board as a tile with its risk gauge.
-// The server sends a snapshot on connect, then session / session_end events; after a reconnect
-// the board is rebuilt from the new snapshot.
+// The server sends a snapshot on connect, then session / session_end events and a heartbeat every
+// 5 s (README: "Kiosk boards"). After a reconnect the board is rebuilt from the new snapshot.
+// When nothing arrives for STALE_AFTER_MS the board is marked stale, in words and style (announced
+// once to screen readers), and the page reconnects: a frozen server or Redis never leaves it
+// showing old numbers as "live".
 
 const root = document.getElementById("kiosk");
 const board = root.dataset.board;
@@ -8,11 +11,20 @@ const tilesEl = document.getElementById("kiosk-tiles");
 const emptyEl = document.getElementById("kiosk-empty");
 const connectionEl = document.getElementById("kiosk-connection");
 const clockEl = document.getElementById("kiosk-clock");
+const staleEl = document.getElementById("kiosk-stale");
 const BANDS = ["low", "moderate", "high"];
 const RETRY_MAX_MS = 2000;
+const STALE_AFTER_MS = 12000; // two heartbeats missed, and some slack
+const OPEN_TIMEOUT_MS = 10000; // a handshake that hangs longer is given up and retried
+const MAX_TILES = 200; // as many as a snapshot lists; "active" still counts them all
 
 const sessions = new Map(); // id -> {risk, band, updated_at}
+let hidden = 0; // sessions on the board that are not shown as tiles
 let attempt = 0;
+let socket = null; // the current socket; events of sockets given up on are ignored
+let lastFrame = 0; // when the current socket last brought anything
+let live = false;
+let stale = false;
 
 function setConnection(state, text) {
   connectionEl.dataset.state = state;
@@ -43,18 +55,48 @@ function render(id) {
   tile.setAttribute("aria-label", `session ${id.slice(0, 6)}: ${percent.toFixed(0)} percent, ${s.band}`);
 }
 
+function removeTile(id) {
+  sessions.delete(id);
+  tilesEl.querySelector(`[data-session="${CSS.escape(id)}"]`)?.remove();
+}
+
 function renderStats() {
   const counts = { low: 0, moderate: 0, high: 0 };
   for (const s of sessions.values()) if (s.band in counts) counts[s.band] += 1;
-  document.getElementById("stat-active").textContent = String(sessions.size);
+  document.getElementById("stat-active").textContent = String(sessions.size + hidden);
   for (const band of BANDS) document.getElementById(`stat-${band}`).textContent = String(counts[band]);
-  emptyEl.hidden = sessions.size > 0;
+  emptyEl.hidden = sessions.size + hidden > 0;
 }
 
 function stamp(iso) {
   const when = iso ? new Date(iso) : new Date();
   clockEl.dateTime = when.toISOString();
   clockEl.textContent = when.toLocaleTimeString();
+}
+
+function markStale(why) {
+  live = false;
+  setConnection("stale", `not live: ${why}, reconnecting…`);
+  if (stale) return; // said once per outage: a screen reader hears it once
+  stale = true;
+  root.dataset.stale = "true";
+  tilesEl.style.opacity = "0.45";
+  tilesEl.style.filter = "grayscale(1)";
+  staleEl.hidden = false;
+  const when = clockEl.dateTime ? ` as it was at ${clockEl.textContent}` : "";
+  staleEl.textContent = `Not live: ${why}. The board below is out of date${when}; reconnecting…`;
+}
+
+function markLive() {
+  live = true;
+  setConnection("open", "live");
+  if (!stale) return;
+  stale = false;
+  delete root.dataset.stale;
+  tilesEl.style.opacity = "";
+  tilesEl.style.filter = "";
+  staleEl.hidden = true;
+  staleEl.textContent = "";
 }
 
 function handle(message) {
@@ -65,44 +107,101 @@ function handle(message) {
       sessions.set(s.id, s);
       render(s.id);
     }
+    hidden = Math.max(0, (message.stats?.active ?? 0) - sessions.size);
     const latest = message.sessions.map((s) => s.updated_at).sort().at(-1);
     stamp(latest);
+    markLive();
+  } else if (message.type === "heartbeat") {
+    if (typeof message.active === "number") hidden = Math.max(0, message.active - sessions.size);
   } else if (message.type === "session") {
+    if (!sessions.has(message.id) && sessions.size >= MAX_TILES) {
+      // Keep the newest tiles; the oldest one stays counted in "active".
+      const oldest = [...sessions.entries()].sort((a, b) => (a[1].updated_at < b[1].updated_at ? -1 : 1))[0][0];
+      removeTile(oldest);
+      hidden += 1;
+    }
     sessions.set(message.id, message);
     render(message.id);
     stamp(message.updated_at);
   } else if (message.type === "session_end") {
-    sessions.delete(message.id);
-    tilesEl.querySelector(`[data-session="${CSS.escape(message.id)}"]`)?.remove();
+    if (sessions.has(message.id)) removeTile(message.id);
+    else hidden = Math.max(0, hidden - 1);
     stamp();
   }
   renderStats();
 }
 
+function giveUp(old) {
+  // Stop listening to a socket that went quiet; closing it may itself hang, so do not wait.
+  if (old === socket) socket = null;
+  try {
+    old.close();
+  } catch {
+    // already closing
+  }
+}
+
+function retry() {
+  // Exponential backoff with jitter, capped at 2 s: a board is back within ~2 s of its server
+  // (or Redis) returning, and a handful of kiosks retrying every 1-2 s costs nothing.
+  const delay = Math.min(RETRY_MAX_MS, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+  attempt += 1;
+  setTimeout(connect, delay);
+}
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/kiosk/${encodeURIComponent(board)}/`);
-  setConnection(attempt ? "reconnecting" : "connecting", attempt ? "reconnecting…" : "connecting…");
-  socket.addEventListener("open", () => {
+  const current = new WebSocket(`${scheme}://${location.host}/ws/kiosk/${encodeURIComponent(board)}/`);
+  socket = current;
+  lastFrame = Date.now();
+  if (!stale) setConnection(attempt ? "reconnecting" : "connecting", attempt ? "reconnecting…" : "connecting…");
+  current.addEventListener("open", () => {
+    if (current !== socket) return;
     attempt = 0;
-    setConnection("open", "live");
+    lastFrame = Date.now();
   });
-  socket.addEventListener("message", (event) => {
+  current.addEventListener("message", (event) => {
+    if (current !== socket) return;
+    lastFrame = Date.now();
     try {
       handle(JSON.parse(event.data));
     } catch (error) {
       console.warn("kiosk: ignored a message it could not read", error);
     }
   });
-  socket.addEventListener("close", () => {
-    // Exponential backoff with jitter, capped at 2 s: a board is back within ~2 s of its server
-    // (or Redis) returning, and a handful of kiosks retrying every 1-2 s costs nothing.
-    const delay = Math.min(RETRY_MAX_MS, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
-    attempt += 1;
-    setConnection("closed", `offline, retrying in ${Math.ceil(delay / 1000)} s`);
-    setTimeout(connect, delay);
+  current.addEventListener("close", () => {
+    if (current !== socket) return;
+    socket = null;
+    markStale("the connection to the server was lost");
+    retry();
   });
 }
+
+// The watchdog: a socket that brings nothing for too long (no heartbeat) or cannot finish its
+// handshake is given up on, and the page reconnects.
+setInterval(() => {
+  if (socket === null) return;
+  const quiet = Date.now() - lastFrame;
+  if (socket.readyState === WebSocket.CONNECTING && quiet > OPEN_TIMEOUT_MS) {
+    giveUp(socket);
+    retry();
+  } else if (socket.readyState === WebSocket.OPEN && quiet > STALE_AFTER_MS) {
+    markStale(live ? "no news from the server for a while" : "the board is not answering");
+    giveUp(socket);
+    retry();
+  }
+}, 1000);
+
+// The stale notice's look lives here with its logic: a dark-on-amber band across the board.
+Object.assign(staleEl.style, {
+  background: "#f0b43c",
+  color: "#0f1420",
+  fontWeight: "700",
+  fontSize: "clamp(1.1rem, 2vw, 2rem)",
+  padding: "0.6em 1em",
+  borderRadius: "10px",
+  margin: "1vw 0 0",
+});
 
 renderStats();
 connect();

@@ -1,11 +1,13 @@
 """Kiosk socket and board publishing, in one process (in-memory layer and board store)."""
 
 import asyncio
+import json
 
 import pytest
 from channels.testing import WebsocketCommunicator
 
 from live import boards
+from live.consumers import KioskConsumer
 from live.routing import websocket_urlpatterns
 from ml_engine.schema import FEATURE_KEYS
 
@@ -151,3 +153,83 @@ def test_kiosk_page(client):
     assert 'data-board="lobby"' in html and "js/kiosk.js" in html
     assert 'data-board="ward-3"' in client.get("/kiosk/ward-3/").content.decode()
     assert client.get("/kiosk/bad%20name/").status_code == 404
+
+
+async def test_a_heartbeat_comes_through_the_layer(application, monkeypatch):
+    monkeypatch.setattr(KioskConsumer, "heartbeat_seconds", 0.05)
+    k = await kiosk(application)
+    await k.receive_json_from()
+    publisher = boards.BoardPublisher("lobby", "beat")
+    publisher.publish(risk=0.2, band="low")
+    beats = []
+    while len(beats) < 3:
+        message = await k.receive_json_from(timeout=5)
+        if message["type"] == "heartbeat":
+            beats.append(message)
+    assert set(beats[-1]) == {"type", "at", "active"} and beats[-1]["at"].endswith("Z")
+    assert beats[-1]["active"] == 1
+    await publisher.close()
+    await k.disconnect()
+
+
+async def test_a_crowded_board_gets_a_bounded_snapshot_with_totals(application):
+    store = boards.board_store()
+    for i in range(700):
+        await store.put("crowd", boards.Entry(id=f"s{i:04d}", risk=0.5, band="high", updated_at=f"2026-01-01T{i:08d}"))
+    k = await kiosk(application, "crowd")
+    message = await k.receive_output(timeout=5)
+    assert len(message["text"].encode()) < 40 * 1024
+    snapshot = json.loads(message["text"])
+    assert snapshot["stats"]["active"] == 700 and snapshot["stats"]["by_band"]["high"] == 700
+    assert len(snapshot["sessions"]) == boards.SNAPSHOT_SESSIONS
+    assert snapshot["sessions"][-1]["id"] == "s0699"  # the newest are shown
+    await k.disconnect()
+
+
+async def test_a_kiosk_never_sees_entries_that_expired_before_it_connected(application, monkeypatch):
+    monkeypatch.setattr(boards, "EXPIRY_SECONDS", 0.1)
+    await boards.board_store().put(
+        "stale", boards.Entry(id="ghost", risk=0.5, band="high", updated_at=boards.now_iso())
+    )
+    await asyncio.sleep(0.2)
+    k = await kiosk(application, "stale")
+    snapshot = await k.receive_json_from()
+    assert snapshot["sessions"] == [] and snapshot["stats"]["active"] == 0
+    await k.disconnect()
+
+
+async def test_boards_are_pruned_without_any_kiosk(monkeypatch):
+    monkeypatch.setattr(boards, "EXPIRY_SECONDS", 0.3)
+    monkeypatch.setattr(boards, "PRUNE_SECONDS", 0.05)
+    store = boards.board_store()
+    await store.put("nokiosk", boards.Entry(id="ghost", risk=0.5, band="high", updated_at=boards.now_iso()))
+    publisher = boards.BoardPublisher("nokiosk", "alive")  # a live session on this process
+    publisher.publish(risk=0.2, band="low")
+    deadline = asyncio.get_running_loop().time() + 10
+    while "ghost" in [e.id for e in await store.entries("nokiosk")]:
+        assert asyncio.get_running_loop().time() < deadline, "the ghost was never pruned"
+        await asyncio.sleep(0.05)
+    await publisher.close()
+    assert "nokiosk" not in boards.janitors.watched()  # the pruning stops with its last user
+
+
+async def test_a_board_past_its_cap_shows_its_sessions_and_queues_new_ones(application, monkeypatch):
+    monkeypatch.setattr(boards, "MAX_SESSIONS", 2)
+    k = await kiosk(application, "capped")
+    await k.receive_json_from()
+    publishers = [boards.BoardPublisher("capped", sid) for sid in ("one", "two", "three")]
+    for publisher in publishers:
+        publisher.publish(risk=0.5, band="moderate")
+    seen = set()
+    while not await k.receive_nothing(timeout=0.5):
+        seen.add((await k.receive_json_from())["id"])
+    assert seen == {"one", "two"}  # the third waits for a place
+    await publishers[0].close()
+    ended = await k.receive_json_from(timeout=5)
+    assert ended == {"type": "session_end", "id": "one"}
+    monkeypatch.setattr(boards, "HEARTBEAT_SECONDS", 0.05)  # the waiting session's next try
+    publishers[2].publish(risk=0.6, band="moderate")
+    assert (await k.receive_json_from(timeout=5))["id"] == "three"
+    for publisher in publishers[1:]:
+        await publisher.close()
+    await k.disconnect()

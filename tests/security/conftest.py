@@ -53,3 +53,17 @@ def raw_http():
     yield send
     for sock in opened:
         sock.close()
+
+
+@pytest.fixture
+def redis_env(server_env, redis_server):
+    """The environment for daphne processes sharing the test's redis-server."""
+    server_env.redis_url = redis_server.url
+    return server_env
+
+
+@pytest.fixture
+def daphne_with_redis(redis_env):
+    """One daphne process whose channel layer and kiosk boards live in the test's redis-server."""
+    with daphne_servers(redis_env) as [server]:
+        yield server
