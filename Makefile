@@ -4,12 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Daphne as in production: WebSockets may stay open indefinitely (kiosks idle for hours), pings
-# every 20 s keep proxies from dropping idle sockets, and a client that does not answer pings for
-# 30 s is closed. A handshake has 10 s; the app gets 10 s to close after a disconnect. A WebSocket
-# message over 64 KiB is closed with 1009; `python -m project.serve` is daphne set to send that close
-# frame instead of dropping the connection (see project/serve.py).
-DAPHNE_FLAGS ?= --websocket_timeout -1 --websocket_connect_timeout 10 --ping-interval 20 --ping-timeout 30 --application-close-timeout 10 --websocket-max-message-size 65536 --websocket-max-frame-size 65536
+# `python -m project.serve` is daphne with the production options as its defaults (PRODUCTION_OPTIONS
+# in project/serve.py: WebSockets open indefinitely, pings every 20 s and 30 s to answer them, 10 s
+# for a handshake and for the app to close, 64 KiB messages) and its WebSocket protocol changes.
+# DAPHNE_FLAGS adds or overrides daphne flags, e.g. `make run DAPHNE_FLAGS="--ping-interval 5"`.
+DAPHNE_FLAGS ?=
 
 .PHONY: run test lint format bench clean compose-test
 

@@ -40,20 +40,29 @@ async def _answer(ws, seq: int) -> dict:
             return message
 
 
-async def keystroke_and_ping(url: str, n: int = 400) -> tuple[list[float], list[float]]:
-    """Keystroke-to-risk and the transport floor (WebSocket ping round trip), interleaved on one socket."""
+# A fast typist: 20 keystrokes a second, a fifth of the flood limit's sustained rate, so the latency
+# run never meets the rate limiter (bench/flood.py measures a flood on its own).
+TYPING_RATE = 20.0
+
+
+async def keystroke_and_ping(url: str, n: int = 400, rate: float = TYPING_RATE) -> tuple[list[float], list[float]]:
+    """Keystroke-to-risk and the transport floor (WebSocket ping round trip), interleaved on one
+    socket, paced at ``rate`` keystrokes a second."""
     keystroke, ping = [], []
     async with await _connect(url) as ws:
+        next_at = time.perf_counter()
         for i in range(n):
+            next_at += 1 / rate
             features = {**PERSON, "glucose": 90 + i % 100}
             t = time.perf_counter_ns()
             await ws.send(json.dumps({"type": "update", "seq": i, "features": features}))
             message = await _answer(ws, i)
             keystroke.append((time.perf_counter_ns() - t) / 1000)
-            assert message["type"] == "prediction", message
+            assert message["type"] == "prediction", message  # a rate_limited warning would fail here
             t = time.perf_counter_ns()
             await (await ws.ping())
             ping.append((time.perf_counter_ns() - t) / 1000)
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
     return keystroke, ping
 
 
@@ -210,13 +219,17 @@ async def kiosk_fanout(live_url: str, kiosk_url: str, n: int = 60, warmup: int =
     return from_send, from_prediction
 
 
+def keystroke_section(url: str) -> tuple[list[float], list[float]]:
+    asyncio.run(keystroke_and_ping(url, n=50))  # warm-up
+    return asyncio.run(keystroke_and_ping(url))
+
+
 def run_all(work: Path) -> dict:
     results: dict = {}
     env = server_env(work)
     with daphne_servers(env, 1) as (server,):
         url = server.ws + "/ws/predict/"
-        asyncio.run(keystroke_and_ping(url, n=50))  # warm-up
-        keystroke, ping = asyncio.run(keystroke_and_ping(url))
+        keystroke, ping = keystroke_section(url)
         form, rest = http_round_trips(server.http)
         results["keystroke"] = [
             Summary.of("WebSocket ping round trip (transport floor)", ping),
@@ -250,3 +263,25 @@ def run_all(work: Path) -> dict:
     finally:
         redis.kill()
     return results
+
+
+def main() -> None:
+    """``python -m bench.live``: the keystroke section alone, printed (``make bench`` runs it all)."""
+    import tempfile
+
+    from .stats import fmt
+
+    work = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    env = server_env(work)
+    env.manage("migrate", "-v0")
+    env.manage("train", "--repeats", "1")
+    with daphne_servers(env, 1) as (server,):
+        keystroke, ping = keystroke_section(server.ws + "/ws/predict/")
+    for summary in (Summary.of("WebSocket ping round trip", ping), Summary.of("keystroke to risk", keystroke)):
+        print(f"{summary.name}: median {fmt(summary.median)} µs, p99 {fmt(summary.p99)} µs ({summary.samples})")
+    ratio = Summary.of("", keystroke).median / Summary.of("", ping).median
+    print(f"keystroke median / ping median: {ratio:.2f} at {TYPING_RATE:g} keystrokes a second")
+
+
+if __name__ == "__main__":
+    main()

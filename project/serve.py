@@ -1,62 +1,190 @@
-"""``python -m project.serve``: daphne's command line, with a few protocol details changed.
+"""``python -m project.serve``: daphne's command line with this project's production options and a
+few WebSocket protocol changes (README: "Serving by hand").
 
-Daphne leaves autobahn's ``failByDrop`` on, so a WebSocket message over
-``--websocket-max-message-size`` makes the server drop the TCP connection without a close frame
-(clients see 1006). With ``failByDrop`` off, autobahn closes such a socket with 1009 "message too
-big", as contract §6 promises for frames over 64 KiB.
+``PRODUCTION_OPTIONS`` is the one definition of how daphne runs here. They are the command line's
+defaults, so the Makefile, the Dockerfile and tests/servers.py pass only the address and the
+application; a flag given explicitly still wins (tests shorten the ping times that way).
 
-Autobahn also lets an application close only with 1000 or 3000-4999 (``sendClose`` raises for
-anything else), although RFC 6455 (§7.4.1) gives servers 1008 "policy violation", 1009 "message
-too big" and 1011 "internal error". The protocol below sends those three as they are; every other
-code goes through autobahn's check unchanged.
+The WebSocket protocol (``ServingWebSocketProtocol``) differs from daphne's in five ways:
 
-Daphne reads a WebSocket as fast as the client writes and queues every frame for the application
-without limit, so one client flooding a socket costs the whole process (parsing, memory) and
-delays every other socket. The protocol below stops reading from a socket while its application
-has more than ``READ_HIGH_WATER`` frames waiting and resumes below ``READ_LOW_WATER``: a flood is
-slowed to the pace its consumer handles it, in kernel buffers, and other sockets keep being read.
-Reads are also capped at ``READ_CHUNK`` bytes, so parsing one socket's backlog never holds the
-event loop for long. Every daphne flag works unchanged.
+* **Close codes.** Autobahn lets an application close only with 1000 or 3000-4999, although
+  RFC 6455 (§7.4.1) gives servers 1008 "policy violation", 1009 "message too big" and 1011
+  "internal error". Those three are sent as they are; other codes go through autobahn's check.
+* **1009, not a dropped connection.** With autobahn's ``failByDrop`` off, a message over
+  ``--websocket-max-message-size`` is closed with 1009 instead of the TCP connection being dropped.
+* **Pings that time out whatever the client sends.** Daphne pings only after ``--ping-interval``
+  without an incoming frame, and autobahn restarts the pong timeout on any incoming traffic, so a
+  client that keeps sending was never pinged out. Here autobahn pings every ``--ping-interval``
+  and drops a socket whose pong has not come ``--ping-timeout`` seconds later.
+* **Read backpressure.** Daphne reads a socket as fast as the client writes and queues every frame
+  for the application without limit. Here a socket is not read while its application has
+  ``READ_HIGH_WATER`` frames waiting; the application's ``receive`` reports each frame it takes,
+  and reading resumes when ``READ_LOW_WATER`` are left. Reads are at most ``READ_CHUNK`` bytes.
+* **A bounded send buffer.** A client that sends but never reads made the server buffer its
+  replies without limit. The kernel's send buffer of a WebSocket is fixed at
+  ``KERNEL_SEND_BUFFER``; the transport tells the protocol when a socket's unsent bytes pass
+  ``READ_CHUNK`` (Twisted's producer API) and when they are all sent; a socket that gets more than
+  ``SEND_BUFFER_LIMIT`` further bytes in between is closed with 1008 and nothing more is buffered
+  for it; autobahn drops the connection if the close handshake does not finish within a second.
+
+``check_dependencies`` runs at start-up: every daphne, autobahn and Twisted name this module
+relies on must exist, or the server refuses to start with a message naming the installed versions.
 """
 
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import socket
+from importlib import metadata
+
+from autobahn.twisted.websocket import WebSocketServerFactory
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import abstract
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from project import http_limits
+
+logger = logging.getLogger("project.serve")  # also when run as __main__
+
+# The production options (README: "Serving by hand"), as daphne's command line names them.
+PRODUCTION_OPTIONS = {
+    "websocket_timeout": -1,  # kiosks stay connected for days
+    "websocket_connect_timeout": 10,
+    "ping_interval": 20,
+    "ping_timeout": 30,
+    "application_close_timeout": 10,
+    "websocket_max_message_size": 65536,
+    "websocket_max_frame_size": 65536,
+}
 
 SERVER_CLOSE_CODES = frozenset({1008, 1009, 1011})
 READ_HIGH_WATER = 256  # frames waiting for the application
 READ_LOW_WATER = 32
-READ_CHUNK = 8192  # bytes per read from one WebSocket (twisted's default is 64 KiB)
-RESUME_CHECK_SECONDS = 0.005
+READ_CHUNK = 8192  # bytes per read from one WebSocket (Twisted's default is 64 KiB)
+SEND_BUFFER_LIMIT = 256 * 1024  # unsent bytes past READ_CHUNK before a socket is closed
+# The kernel's send buffer for a WebSocket, fixed instead of autotuned (up to 4 MiB on Linux): what a
+# client that does not read can hold in kernel memory. Replies are small; 64 KiB is many of them.
+KERNEL_SEND_BUFFER = 64 * 1024
+SEND_BUFFER_FULL = b"Send buffer full: the client does not read"
+# An ASGI scope extension: the protocol's callback that the application's receive calls.
+RECEIVED_EXTENSION = "project.serve.received"
 
 
-class ClosingWebSocketProtocol(WebSocketProtocol):
+def _parameters(function) -> set[str]:
+    return set(inspect.signature(function).parameters)
+
+
+# What this module uses from daphne, autobahn and Twisted beyond their documented entry points.
+RELIED_ON = {
+    "daphne Server": (Server, ("create_application", "run")),
+    "daphne WebSocketProtocol": (
+        WebSocketProtocol,
+        ("applicationCreateWorked", "onOpen", "onMessage", "serverSend", "serverClose", "sendCloseFrame"),
+    ),
+    "autobahn WebSocketServerProtocol": (WebSocketProtocol, ("registerProducer", "STATE_CLOSED")),
+    "Twisted FileDescriptor": (
+        abstract.FileDescriptor,
+        ("bufferSize", "pauseProducing", "resumeProducing", "registerProducer", "unregisterProducer"),
+    ),
+}
+RELIED_ON_PARAMETERS = {
+    "daphne Server()": (Server.__init__, {"application", "ping_interval", "ping_timeout", "ready_callable"}),
+    "autobahn setProtocolOptions()": (
+        WebSocketServerFactory.setProtocolOptions,
+        {"failByDrop", "autoPingInterval", "autoPingTimeout", "autoPingRestartOnAnyTraffic"},
+    ),
+}
+
+
+def check_dependencies(parser=None) -> None:
+    """Refuse to start, naming the installed versions, when something relied on is missing."""
+    missing = [
+        f"{label}.{name}" for label, (owner, names) in RELIED_ON.items() for name in names if not hasattr(owner, name)
+    ]
+    missing += [
+        f"{label} parameter {name}"
+        for label, (function, names) in RELIED_ON_PARAMETERS.items()
+        for name in sorted(names - _parameters(function))
+    ]
+    if parser is not None:  # every production option has a non-None default in daphne's parser
+        missing += [f"daphne option {name}" for name in PRODUCTION_OPTIONS if parser.get_default(name) is None]
+    if missing:
+        versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("daphne", "autobahn", "Twisted"))
+        raise SystemExit(
+            f"project.serve cannot run on the installed {versions}: missing {', '.join(missing)}. "
+            "Install the versions pinned in requirements.txt, or adapt project/serve.py."
+        )
+
+
+@implementer(IPushProducer)
+class _SendBufferWatch:
+    """Told by the transport when the socket's unsent bytes pass its bufferSize and when they are
+    all sent (a streaming producer, in Twisted's terms); it produces nothing itself."""
+
+    def __init__(self, protocol: ServingWebSocketProtocol) -> None:
+        self.protocol = protocol
+
+    def pauseProducing(self) -> None:
+        # Called on every write while the buffer is over bufferSize: count from the first one.
+        if self.protocol.send_backlog is None:
+            self.protocol.send_backlog = 0
+
+    def resumeProducing(self) -> None:
+        self.protocol.send_backlog = None
+
+    def stopProducing(self) -> None:
+        self.protocol.send_backlog = None
+
+
+class ServingWebSocketProtocol(WebSocketProtocol):
+    _queue = None  # the application's input queue
     _reading_paused = False
+    _send_refused = False
+    send_backlog: int | None = None  # bytes sent since the transport's buffer went over bufferSize
+
+    def applicationCreateWorked(self, application_queue):
+        self._queue = application_queue
+        return super().applicationCreateWorked(application_queue)
 
     def onOpen(self):
         self.transport.bufferSize = READ_CHUNK
+        with contextlib.suppress(AttributeError, OSError):  # not a socket (tests), or refused
+            self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
+        # The HTTP channel that read the upgrade request is still the transport's producer; it has
+        # nothing left to produce. The watch takes its place.
+        self.transport.unregisterProducer()
+        self.registerProducer(_SendBufferWatch(self), True)
         super().onOpen()
 
     def onMessage(self, payload, isBinary):
         super().onMessage(payload, isBinary)
-        queue = getattr(self, "application_queue", None)
-        if queue is not None and not self._reading_paused and queue.qsize() >= READ_HIGH_WATER:
+        if not self._reading_paused and self._queue is not None and self._queue.qsize() >= READ_HIGH_WATER:
             self._reading_paused = True
             self.transport.pauseProducing()
-            self._resume_when_drained()
 
-    def _resume_when_drained(self):
-        from twisted.internet import reactor
+    def application_received(self) -> None:
+        """The application took a message from its queue: read again once it has caught up."""
+        if self._reading_paused and self._queue.qsize() <= READ_LOW_WATER and self.state != self.STATE_CLOSED:
+            self._reading_paused = False
+            self.transport.resumeProducing()
 
-        if self.state == self.STATE_CLOSED:
+    def serverSend(self, content, binary=False):
+        if self._send_refused:
             return
-        if self.application_queue.qsize() > READ_LOW_WATER:
-            reactor.callLater(RESUME_CHECK_SECONDS, self._resume_when_drained)
-            return
-        self._reading_paused = False
-        self.transport.resumeProducing()
+        if self.send_backlog is not None:
+            self.send_backlog += len(content)
+            if self.send_backlog > SEND_BUFFER_LIMIT:
+                self._send_refused = True
+                logger.warning("WebSocket %s does not read its replies: closed with 1008.", self.client_addr)
+                self.sendCloseFrame(code=1008, reasonUtf8=SEND_BUFFER_FULL)
+                return
+        super().serverSend(content, binary)
 
     def serverClose(self, code=None):
         if code in SERVER_CLOSE_CODES:
@@ -65,18 +193,68 @@ class ClosingWebSocketProtocol(WebSocketProtocol):
             super().serverClose(code)
 
 
-class ClosingServer(Server):
-    def listen_success(self, port):
-        # Called once listening starts; the WebSocket factory exists by then (Server.run).
-        self.ws_factory.setProtocolOptions(failByDrop=False)
-        self.ws_factory.protocol = ClosingWebSocketProtocol
+def _reporting_receive(application):
+    """Wrap the ASGI application so that its ``receive`` tells the protocol each message it takes."""
+
+    async def app(scope, receive, send):
+        taken = (scope.get("extensions") or {}).get(RECEIVED_EXTENSION)
+        if taken is None:
+            return await application(scope, receive, send)
+
+        async def reporting_receive():
+            message = await receive()
+            taken()
+            return message
+
+        return await application(scope, reporting_receive, send)
+
+    return app
+
+
+class ServingServer(Server):
+    def __init__(self, application, *, ping_interval=20, ping_timeout=30, ready_callable=None, **kwargs):
+        self.websocket_ping_interval = ping_interval
+        self._then_ready = ready_callable
+        # Daphne's own ping (after ping_interval without incoming frames) is off: autobahn pings.
+        super().__init__(
+            application=_reporting_receive(application),
+            ping_interval=math.inf,
+            ping_timeout=ping_timeout,
+            ready_callable=self._configure_websockets,
+            **kwargs,
+        )
+
+    def _configure_websockets(self) -> None:
+        # Called by Server.run once its factories exist, before the reactor starts.
+        if not hasattr(self, "ws_factory"):
+            RELIED_ON["daphne Server (after run)"] = (self, ("ws_factory",))
+            check_dependencies()
         http_limits.install(self)  # body size, slow clients, file descriptors (project/http_limits.py)
-        super().listen_success(port)
+        self.ws_factory.protocol = ServingWebSocketProtocol
+        self.ws_factory.setProtocolOptions(
+            failByDrop=False,
+            autoPingInterval=self.websocket_ping_interval,
+            autoPingTimeout=self.ping_timeout,
+            autoPingRestartOnAnyTraffic=False,
+        )
+        if self._then_ready is not None:
+            self._then_ready()
+
+    def create_application(self, protocol, scope):
+        if isinstance(protocol, ServingWebSocketProtocol):
+            extensions = {**(scope.get("extensions") or {}), RECEIVED_EXTENSION: protocol.application_received}
+            scope = {**scope, "extensions": extensions}
+        return super().create_application(protocol, scope)
 
 
-class ClosingCommandLineInterface(CommandLineInterface):
-    server_class = ClosingServer
+class ServingCommandLineInterface(CommandLineInterface):
+    server_class = ServingServer
+
+    def __init__(self):
+        super().__init__()
+        check_dependencies(self.parser)
+        self.parser.set_defaults(**PRODUCTION_OPTIONS)
 
 
 if __name__ == "__main__":
-    ClosingCommandLineInterface.entrypoint()
+    ServingCommandLineInterface.entrypoint()

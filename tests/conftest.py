@@ -90,9 +90,10 @@ def server_env(_prepared_server_base, tmp_path):
     return ServerEnv(base)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium, launched by Playwright (tests/browser.py)."""
+    """Headless Debian Chromium, launched by Playwright (tests/browser.py): one per test module;
+    tests open their own pages or contexts in it."""
     from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
     require_chromium()

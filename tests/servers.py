@@ -120,6 +120,7 @@ class DaphneServer:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    flags: tuple[str, ...] = ()  # daphne flags on top of the production options
 
     @property
     def http(self) -> str:
@@ -133,21 +134,16 @@ class DaphneServer:
         self.log_path = self.env.base / f"daphne-{self.port}.log"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
+            # The production options are project.serve's defaults; flags only add or override.
             [
                 sys.executable,
                 "-m",
-                "project.serve",  # daphne, closing oversized messages with 1009 (see project/serve.py)
+                "project.serve",
                 "-b",
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "--websocket_timeout",
-                "-1",
-                # As in the Makefile's DAPHNE_FLAGS: frames over 64 KiB are closed with 1009 by daphne.
-                "--websocket-max-message-size",
-                "65536",
-                "--websocket-max-frame-size",
-                "65536",
+                *self.flags,
                 "asgi:application",
             ],
             cwd=ROOT,
@@ -172,8 +168,8 @@ class DaphneServer:
 
 
 @contextlib.contextmanager
-def daphne_servers(env: ServerEnv, count: int = 1) -> Iterator[list[DaphneServer]]:
-    servers = [DaphneServer(env) for _ in range(count)]
+def daphne_servers(env: ServerEnv, count: int = 1, flags: tuple[str, ...] = ()) -> Iterator[list[DaphneServer]]:
+    servers = [DaphneServer(env, flags=flags) for _ in range(count)]
     try:
         for server in servers:
             server.start()

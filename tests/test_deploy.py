@@ -144,7 +144,7 @@ def test_dev_override_reloads_with_the_source_mounted():
 
 def test_compose_daphne_flags_match_make_run():
     makefile = (ROOT / "Makefile").read_text()
-    flags = re.search(r"^DAPHNE_FLAGS \?= (.*)$", makefile, re.M).group(1).split()
+    flags = re.search(r"^DAPHNE_FLAGS \?=(.*)$", makefile, re.M).group(1).split()
     dockerfile = (ROOT / "Dockerfile").read_text()
     for flag in flags:
         assert f'"{flag}"' in dockerfile

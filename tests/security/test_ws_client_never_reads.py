@@ -1,0 +1,103 @@
+"""Attack: a client that sends but never reads (it never answers a ping either).
+
+Before, daphne restarted its ping timer on every incoming frame, so such a client was never
+pinged out, and the server buffered every reply for it without limit (8 sockets added 1.1 GiB in
+30 s). Now a socket whose unsent replies pass the send-buffer limit is closed with 1008 and costs
+no more memory, and an unanswered ping closes a socket whatever the client keeps sending.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.samples import PERSON
+from tests.servers import DaphneServer, daphne_servers
+from tests.websocket_raw import TIMEOUT, RawWebSocket, open_websockets, resident_kib
+
+pytestmark = pytest.mark.slow
+
+# Every value out of range plus three unknown keys: each frame (about 220 bytes) earns an error
+# reply of about 1.3 KB, sent at once from the receive loop.
+BAD = {**{key: -1 for key in PERSON}, "a": 1, "b": 2, "c": 3}
+ATTACKERS = 8
+MIB = 1024
+
+
+def sends_until_dropped(clients: list[RawWebSocket], *, pace: float, limit: float) -> list[bool]:
+    """Keep every client sending BAD updates (each under the flood limit) until the server drops it."""
+    dropped = [False] * len(clients)
+    seq = 0
+    deadline = time.monotonic() + limit
+    while not all(dropped) and time.monotonic() < deadline:
+        seq += 1
+        for i, client in enumerate(clients):
+            if dropped[i]:
+                continue
+            try:
+                client.send_text(json.dumps({"type": "update", "seq": seq, "features": BAD}))
+            except OSError:  # reset by the server (a send that blocks for TIMEOUT counts too)
+                dropped[i] = True
+        time.sleep(pace)
+    return dropped
+
+
+def calm_client_is_answered(server: DaphneServer) -> None:
+    with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as calm:
+        calm.send(json.dumps({"type": "update", "seq": 0, "features": PERSON}))
+        assert json.loads(calm.recv(timeout=TIMEOUT))["type"] == "prediction"
+
+
+def test_a_client_that_never_reads_is_closed_when_its_replies_pile_up(server_env):
+    # Pings every 10 minutes: here only the send-buffer bound can close the socket.
+    with daphne_servers(server_env, flags=("--ping-interval", "600", "--ping-timeout", "600")) as [server]:
+        calm_client_is_answered(server)
+        baseline = open_websockets(server.http)
+        before = resident_kib(server.proc.pid)
+        clients = [RawWebSocket(server.port, "/ws/predict/") for _ in range(ATTACKERS)]
+        # 50 frames a second per socket: under the flood limit, so every frame gets its reply.
+        dropped = sends_until_dropped(clients, pace=0.02, limit=120)
+        peak = resident_kib(server.proc.pid)
+        for client in clients:
+            client.close()
+        assert all(dropped), "the server closes every socket that does not read"
+        assert peak - before < 100 * MIB, f"resident memory grew by {(peak - before) / MIB:.0f} MiB"
+        deadline = time.monotonic() + TIMEOUT
+        while open_websockets(server.http) != baseline:
+            assert time.monotonic() < deadline, "the live gauge is back to its value"
+            time.sleep(0.2)
+        calm_client_is_answered(server)
+        log = server.log()
+        assert "does not read its replies: closed with 1008" in log, log
+        assert "Traceback" not in log, log
+
+
+def test_an_unanswered_ping_closes_a_socket_that_keeps_sending(server_env):
+    with daphne_servers(server_env, flags=("--ping-interval", "1", "--ping-timeout", "2")) as [server]:
+        baseline = open_websockets(server.http)
+        # A real client answers pings while it waits: it stays open however long it is idle.
+        with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as calm:
+            silent = RawWebSocket(server.port, "/ws/predict/")
+            # Ten small frames a second, each answered with a small reply: no buffer fills up.
+            seq = 0
+            deadline = time.monotonic() + 60
+            dropped = False
+            while not dropped and time.monotonic() < deadline:
+                seq += 1
+                try:
+                    silent.send_text(json.dumps({"type": "reset", "seq": seq}))
+                except OSError:
+                    dropped = True
+                time.sleep(0.1)
+            silent.close()
+            assert dropped, "the server drops a socket that never answers its pings"
+            calm.send(json.dumps({"type": "update", "seq": 0, "features": PERSON}))
+            assert json.loads(calm.recv(timeout=TIMEOUT))["type"] == "prediction"
+        deadline = time.monotonic() + TIMEOUT
+        while open_websockets(server.http) != baseline:
+            assert time.monotonic() < deadline, "the live gauge is back to its value"
+            time.sleep(0.2)
+        assert "Traceback" not in server.log(), server.log()
