@@ -10,18 +10,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from live.routing import websocket_urlpatterns  # noqa: E402
 from ml_engine.registry import active_model  # noqa: E402
+from project.origin import OriginCheckMiddleware  # noqa: E402
+from project.proxy import TrustedProxyMiddleware  # noqa: E402
+from project.throttling import WebSocketConnectThrottle  # noqa: E402
 
 # Follow `manage.py activate` from any process: the served version is re-checked every second.
 active_model.start_watcher(settings.MODEL_WATCH_INTERVAL)
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
-    }
+# The client address first (a trusted proxy's X-Forwarded-For, else the peer: README "Behind a
+# proxy"), then for sockets: the page's origin (scheme, host and port), connects per address.
+application = TrustedProxyMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": OriginCheckMiddleware(WebSocketConnectThrottle(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

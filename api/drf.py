@@ -12,7 +12,9 @@ from typing import Any
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.throttling import BaseThrottle
+
+from project import throttling
 
 
 def _reject_constant(name: str) -> Any:
@@ -43,10 +45,26 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class AnonApiThrottle(AnonRateThrottle):
-    """DRF's anonymous throttle, reading the rate when a request comes (API_THROTTLE_ANON; empty
-    turns throttling off) rather than once at import, so a settings change takes effect."""
+class AnonApiThrottle(BaseThrottle):
+    """One row of the client's REST budget per request (``project.throttling.rest_rows``, rate
+    ``API_THROTTLE_ANON``; empty turns it off); a batch pays for its other rows in the view
+    (``charge_rows``). Counted in Redis when there is one, so every process shares the count."""
 
-    def get_rate(self) -> str | None:
-        rates = getattr(settings, "REST_FRAMEWORK", {}).get("DEFAULT_THROTTLE_RATES", {})
-        return rates.get(self.scope) or None
+    wait_seconds: float | None = None
+
+    def allow_request(self, request, view) -> bool:
+        decision = throttling.rest_rows.hit(self.get_ident(request), cost=1)
+        self.wait_seconds = decision.wait
+        return decision.allowed
+
+    def wait(self) -> float | None:
+        return self.wait_seconds
+
+
+def charge_rows(request, rows: int) -> None:
+    """Charge ``rows`` more rows to the client's REST budget; ``Throttled`` (429) if they do not fit."""
+    if rows <= 0:
+        return
+    decision = throttling.rest_rows.hit(BaseThrottle().get_ident(request), cost=rows)
+    if not decision.allowed:
+        raise exceptions.Throttled(wait=decision.wait)

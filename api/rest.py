@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -44,6 +45,7 @@ from .access import (
     StaffSessionAuthentication,
     recorder_for,
 )
+from .drf import charge_rows
 from .schema import RequiredBodySchema
 from .serializers import ErrorsSerializer, FeaturesSerializer, InstancesField, PredictionSerializer, StrictSerializer
 
@@ -92,7 +94,16 @@ NO_MODEL = _error(
 )
 
 
-class PredictApi(PredictAccess, APIView):
+class NoStore:
+    """Responses of this view carry health data: ``Cache-Control: no-store`` (README: "Health data")."""
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        add_never_cache_headers(response)
+        return response
+
+
+class PredictApi(NoStore, PredictAccess, APIView):
     """Risk of diabetes within five years for one person (``features``) or many (``instances``).
     Open to anyone unless DJANGO_API_REQUIRE_KEY_FOR_PREDICT asks for a key (``PredictAccess``)."""
 
@@ -202,6 +213,7 @@ class PredictApi(PredictAccess, APIView):
             prediction = predict(features=data["features"], interface="rest")
             assessment = assessment_create(prediction=prediction, interface="rest")
             return Response({"id": str(assessment.public_id), **prediction.as_dict()})
+        charge_rows(request, len(data["instances"]) - 1)  # a batch of N costs N (README: "Throttles")
         predictions = predict_many(instances=data["instances"], interface="rest")
         assessments = assessments_create(predictions=predictions, interface="rest")
         return Response(
@@ -312,7 +324,7 @@ OUTCOME_ERRORS = {
 }
 
 
-class AssessmentOutcomeApi(APIView):
+class AssessmentOutcomeApi(NoStore, APIView):
     """Record what happened to an assessed person: 0 (no diabetes) or 1 (diabetes).
 
     POST records an outcome once (an API key with the ``outcomes`` scope or a staff session); a

@@ -19,11 +19,13 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, value_error
 from ml_engine.services import MAX_INSTANCES, predict_risks
+from project import throttling
 
 from .access import predict_access_error
 
@@ -140,6 +142,7 @@ def unknown_model(request: HttpRequest, name: str, rest: str = "") -> JsonRespon
     return _error(f"Unknown model {name[:64]!r}; this server serves {MODEL_NAME!r}.", 404)
 
 
+@never_cache  # risks are health data (README: "Health data")
 @v2_view("POST")
 def model_infer(request: HttpRequest, version: str | None = None) -> HttpResponse:
     """Risks and labels for the rows of the ``features`` tensor."""
@@ -155,6 +158,12 @@ def model_infer(request: HttpRequest, version: str | None = None) -> HttpRespons
     header, binary = _split_body(request)
     served_version = _served_version(version)
     rows, tensor_datatype = _features_tensor(header, binary)
+    decision = throttling.v2_rows.hit(request.META.get("REMOTE_ADDR") or "", cost=len(rows))
+    if not decision.allowed:  # rows per client address (README: "Throttles")
+        wait = int(decision.wait + 0.999)
+        response = _error(f"Too many rows from this address; try again in {wait} s.", 429)
+        response["Retry-After"] = str(wait)
+        return response
     wanted = _requested_outputs(header)
     batch = predict_risks(matrix=np.array(rows, dtype=float), interface="v2")
     values = {"risk": batch.risks, "label": batch.labels}

@@ -84,6 +84,9 @@ class FeatureForm(forms.Form):
             field.range_text = feature.range_text
             field.lab_only = feature.lab_only
             field.help_id = help_id
+            if feature.key == "glucose":
+                low, high = feature.min / MG_DL_PER_MMOL_L, feature.max / MG_DL_PER_MMOL_L
+                field.mmol_range_text = f"{low:.1f} to {high:.1f} mmol/L"
         self.order_fields([f.key for f in FEATURES])
         self.fields["glucose_unit"].widget.attrs.update(
             {"data-glucose-unit": "", "aria-describedby": "id_glucose_helptext"}

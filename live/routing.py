@@ -1,4 +1,4 @@
-"""WebSocket URL routes, mounted by the root asgi.py.
+"""WebSocket URL routes, mounted by the root asgi.py (behind the origin check and the connect throttle).
 
 Any other WebSocket path (an unknown one, a kiosk board name that is not 1-64 letters, digits,
 ``-`` or ``_``) is refused at the handshake: daphne answers 403, with no traceback in its log

@@ -5,6 +5,7 @@ runs as in production: it refuses to start without ``DJANGO_SECRET_KEY`` and tur
 defaults that ``manage.py check --deploy`` looks for.
 """
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -37,6 +38,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework_api_key",
+    "axes",
+    "csp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "ml_engine",
@@ -47,12 +50,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -108,6 +114,40 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Admin login lockout (django-axes): after AXES_FAILURE_LIMIT failed logins from one address the
+# address is locked out for AXES_COOLOFF_TIME hours; attempts are counted in the database, so every
+# process sees them (README: "Access and roles").
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("DJANGO_ADMIN_LOGIN_FAILURES", default=5)
+AXES_COOLOFF_TIME = env.float("DJANGO_ADMIN_LOCKOUT_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Behind API_NUM_PROXIES proxies the client address is the one they appended to X-Forwarded-For.
+if env.int("API_NUM_PROXIES", default=0):
+    AXES_IPWARE_PROXY_COUNT = env.int("API_NUM_PROXIES")
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+
+# Content-Security-Policy on every response (django-csp): scripts, styles and connections only
+# from this origin, no inline scripts or styles, no framing. Swagger UI loads its init script
+# as a separate file (SpectacularSwaggerSplitView).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -147,6 +187,11 @@ ASSESSMENT_RETENTION_DAYS = env.int("ASSESSMENT_RETENTION_DAYS", default=365)
 # "predict" scope; outcomes always need a key with the "outcomes" scope or a staff session.
 API_REQUIRE_KEY_FOR_PREDICT = env.bool("DJANGO_API_REQUIRE_KEY_FOR_PREDICT", default=False)
 
+# Operations data (/metrics, /readyz details) for operators only: a bearer token and/or client
+# addresses or networks (e.g. "10.0.0.0/8,127.0.0.1"). With DEBUG on both are open.
+METRICS_TOKEN = env.str("DJANGO_METRICS_TOKEN", default="")
+METRICS_ALLOW = [ipaddress.ip_network(item, strict=False) for item in env.list("DJANGO_METRICS_ALLOW", default=[])]
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -155,12 +200,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["api.drf.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
-    # DRF's AnonRateThrottle, reading the rate per request; an empty API_THROTTLE_ANON turns it off.
+    # Rows per client address (a batch of N costs N), shared through Redis (project/throttling.py);
+    # an empty API_THROTTLE_ANON turns it off. README: "Throttles".
     "DEFAULT_THROTTLE_CLASSES": ["api.drf.AnonApiThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"anon": env.str("API_THROTTLE_ANON", default="600/minute") or None},
-    # Proxies in front of daphne whose X-Forwarded-For is trusted; 0 throttles by the peer address,
-    # so a client cannot dodge the throttle by inventing X-Forwarded-For headers.
-    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
+    "DEFAULT_THROTTLE_RATES": {"anon": env.str("API_THROTTLE_ANON", default="6000/minute") or None},
+    # The client address is the peer's, or what a trusted proxy says (TRUSTED_PROXIES, applied by
+    # project/proxy.py before Django): DRF never reads X-Forwarded-For itself.
+    "NUM_PROXIES": 0,
     # ASCII-only JSON: a lone surrogate a client sent (echoed in an error) cannot break the reply.
     "UNICODE_JSON": False,
 }
@@ -178,6 +224,17 @@ SPECTACULAR_SETTINGS = {
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Throttles per client address (README: "Throttles"): "<count>/<second|minute|hour|day>", empty
+# turns one off. Counted in Redis when REDIS_URL is set (shared by every process), else per process.
+THROTTLE_V2_ROWS = env.str("V2_THROTTLE_ANON", default="120000/minute") or None  # rows, a batch costs N
+THROTTLE_FORM_POSTS = env.str("FORM_THROTTLE", default="30/minute") or None
+THROTTLE_WEBSOCKET_CONNECTS = env.str("WEBSOCKET_THROTTLE_CONNECT", default="300/minute") or None
+
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (README: "Behind a proxy"):
+# comma-separated addresses and networks. Empty (the default) trusts nobody: every client is its
+# peer address, whatever headers it sends.
+TRUSTED_PROXIES = env.list("DJANGO_TRUSTED_PROXIES", default=[])
 
 # HTTP limits (README: "Limits"), applied by daphne while a request is read (project/http_limits.py).
 # A body over this many bytes is answered 413 as soon as that is known, without being stored.

@@ -447,7 +447,7 @@ async def test_the_handshake_is_refused_for_a_foreign_origin(served_model, asgi_
 
 async def test_the_handshake_is_accepted_from_the_site_itself(served_model, asgi_application):
     ws = WebsocketCommunicator(
-        asgi_application, "/ws/predict/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1")]
+        asgi_application, "/ws/predict/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
     )
     connected, _ = await ws.connect(timeout=TIMEOUT)
     assert connected

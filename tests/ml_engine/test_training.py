@@ -32,19 +32,46 @@ def test_zeros_that_mean_missing_become_nan(dataset):
     assert (dataset.X[:, 0] == 0).sum() == 111
 
 
-def test_training_is_reproducible_and_compares_candidates(dataset):
-    first = training.train(dataset, repeats=1)
-    second = training.train(dataset, repeats=1)
-    assert first.metadata["candidates"] == second.metadata["candidates"]
-    assert first.metadata["threshold"] == second.metadata["threshold"]
-    assert np.array_equal(first.pipeline.predict_proba(dataset.X), second.pipeline.predict_proba(dataset.X))
-    kinds = {name: c["additive"] for name, c in first.metadata["candidates"].items()}
-    assert kinds["logistic_spline"] and kinds["logistic"]
-    assert not kinds["random_forest"] and not kinds["gradient_boosting"]
+# The two additive candidates: enough to test choosing, fitting and describing in seconds. The full
+# comparison (tree ensembles included) runs once, in test_commands.py.
+ADDITIVE = ("logistic_spline", "logistic")
 
 
-def test_chosen_model_is_additive_and_clears_the_floor(dataset):
-    outcome = training.train(dataset, repeats=1)
+def additive_pool():
+    return tuple(c for c in training.candidates() if c.name in ADDITIVE)
+
+
+@pytest.fixture(scope="module")
+def outcome(dataset):
+    return training.train(dataset, repeats=1, pool=additive_pool())
+
+
+def test_training_is_reproducible(dataset, outcome):
+    again = training.train(dataset, repeats=1, pool=additive_pool())
+    assert again.metadata["candidates"] == outcome.metadata["candidates"]
+    assert again.metadata["threshold"] == outcome.metadata["threshold"]
+    assert np.array_equal(again.pipeline.predict_proba(dataset.X), outcome.pipeline.predict_proba(dataset.X))
+
+
+def test_the_candidates_are_compared_and_only_additive_ones_can_serve():
+    kinds = {c.name: c.additive for c in training.candidates()}
+    assert kinds == {"logistic_spline": True, "logistic": True, "random_forest": False, "gradient_boosting": False}
+    assert [c.name for c in training.quick_pool()] == [training.SERVED_CANDIDATE]
+
+
+def test_selection_skips_a_better_scoring_candidate_that_is_not_additive():
+    def result(name, additive, auc):
+        r = training.CandidateResult(training.Candidate(name, "", additive, lambda seed: None))
+        r.folds.update(roc_auc=[auc], brier=[0.15])
+        return r
+
+    chosen = training.select([result("trees", False, 0.95), result("b", True, 0.84), result("a", True, 0.85)])
+    assert chosen.candidate.name == "a"
+    with pytest.raises(ValueError, match="additive"):
+        training.select([result("trees", False, 0.95)])
+
+
+def test_chosen_model_is_additive_and_clears_the_floor(outcome):
     assert outcome.chosen.candidate.additive
     metrics = outcome.metadata["metrics"]
     assert metrics["roc_auc"] >= 0.83
@@ -54,8 +81,7 @@ def test_chosen_model_is_additive_and_clears_the_floor(dataset):
     assert outcome.metadata["curves"]["roc"][-1] == [1.0, 1.0]
 
 
-def test_pipeline_predicts_with_missing_values(dataset):
-    outcome = training.train(dataset, repeats=1)
+def test_pipeline_predicts_with_missing_values(outcome):
     X = np.full((1, 8), np.nan)
     X[0, 1] = 150
     p = outcome.pipeline.predict_proba(X)[0, 1]
