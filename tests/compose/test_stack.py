@@ -223,8 +223,9 @@ def test_activate_reaches_both_replicas(stack):
     seen: dict[str, str] = {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (len(seen) < 2 or set(seen.values()) != {new}):
-        response = requests.get(stack.base + "/readyz", timeout=20)
-        seen[stack.replica(upstream(response))] = response.json().get("model_version")
+        # V2 model metadata names the version each replica serves (public, not throttled).
+        response = requests.get(stack.base + "/v2/models/diabetes", timeout=20)
+        seen[stack.replica(upstream(response))] = response.json()["versions"][0]
         time.sleep(0.2)
     log(f"after `manage.py activate {new}`: {seen}")
     assert len(seen) == 2 and set(seen.values()) == {new}
