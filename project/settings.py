@@ -125,10 +125,8 @@ AXES_FAILURE_LIMIT = env.int("DJANGO_ADMIN_LOGIN_FAILURES", default=5)
 AXES_COOLOFF_TIME = env.float("DJANGO_ADMIN_LOCKOUT_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
-# Behind API_NUM_PROXIES proxies the client address is the one they appended to X-Forwarded-For.
-if env.int("API_NUM_PROXIES", default=0):
-    AXES_IPWARE_PROXY_COUNT = env.int("API_NUM_PROXIES")
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# The address is REMOTE_ADDR, which project/proxy.py sets from trusted proxies only (README:
+# "Behind a proxy"); axes' default reads exactly that.
 
 # Content-Security-Policy on every response (django-csp): scripts, styles and connections only
 # from this origin, no inline scripts or styles, no framing. Swagger UI loads its init script
@@ -161,7 +159,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
