@@ -133,6 +133,8 @@ function start() {
 
   function refreshField(key) {
     const input = byKey.get(key);
+    // A refused submission already says what is wrong under the field: say it once.
+    if (input.closest(".field").querySelector("p.error:not(.live-error)")) return;
     const local = localErrors.get(key);
     const server = serverErrors.has(key) ? serverErrors.get(key).text : "";
     fieldMessage(input, local || server);
@@ -150,7 +152,17 @@ function start() {
     showFreshness();
   }
 
+  // The server's message from a refused submission (no-JS path) goes once the field is edited.
+  function dropRenderedError(input) {
+    const rendered = input.closest(".field").querySelector("p.error:not(.live-error)");
+    if (!rendered) return;
+    const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== rendered.id);
+    input.setAttribute("aria-describedby", ids.join(" "));
+    rendered.remove();
+  }
+
   function onFieldInput(input) {
+    dropRenderedError(input);
     const key = input.dataset.feature;
     const result = read(key);
     if ("problem" in result) {
@@ -459,10 +471,9 @@ function start() {
   // Fields typed before the script ran (or kept by the browser) get their messages now.
   for (const input of inputs) {
     const result = read(input.dataset.feature);
-    if ("problem" in result) {
-      localErrors.set(input.dataset.feature, result.problem);
-      refreshField(input.dataset.feature);
-    }
+    if (!("problem" in result)) continue;
+    localErrors.set(input.dataset.feature, result.problem); // the shown risk will not include it
+    refreshField(input.dataset.feature);
   }
   connect();
 }
