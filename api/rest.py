@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -93,7 +94,16 @@ NO_MODEL = _error(
 )
 
 
-class PredictApi(PredictAccess, APIView):
+class NoStore:
+    """Responses of this view carry health data: ``Cache-Control: no-store`` (README: "Health data")."""
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        add_never_cache_headers(response)
+        return response
+
+
+class PredictApi(NoStore, PredictAccess, APIView):
     """Risk of diabetes within five years for one person (``features``) or many (``instances``).
     Open to anyone unless DJANGO_API_REQUIRE_KEY_FOR_PREDICT asks for a key (``PredictAccess``)."""
 
@@ -314,7 +324,7 @@ OUTCOME_ERRORS = {
 }
 
 
-class AssessmentOutcomeApi(APIView):
+class AssessmentOutcomeApi(NoStore, APIView):
     """Record what happened to an assessed person: 0 (no diabetes) or 1 (diabetes).
 
     POST records an outcome once (an API key with the ``outcomes`` scope or a staff session); a

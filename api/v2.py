@@ -20,6 +20,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from ml_engine.registry import ModelUnavailable, active_model
@@ -158,6 +159,7 @@ def unknown_model(request: HttpRequest, name: str, rest: str = "") -> JsonRespon
     return _error(f"Unknown model {name[:64]!r}; this server serves {MODEL_NAME!r}.", 404)
 
 
+@never_cache  # risks are health data (README: "Health data")
 @v2_view("POST")
 async def model_infer(request: HttpRequest, version: str | None = None) -> HttpResponse:
     """Risks and labels for the rows of the ``features`` tensor."""

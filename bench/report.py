@@ -10,6 +10,12 @@ from .attacks import GOAL_MIB, calm_figures
 from .stats import Summary, fmt, percentile
 
 
+def _typing_rate() -> float:
+    from .live import TYPING_RATE
+
+    return TYPING_RATE
+
+
 def live_sections():
     from . import flood, live
 
@@ -96,10 +102,13 @@ def write(sections: dict, *, machine: str, elapsed: float, out: Path) -> None:
         "",
     ]
     if live:
+        typing_rate = _typing_rate()
         ping, *_ = live["keystroke"]
         lines += ["## 2. Keystroke to risk and its baselines", "", *_table(live["keystroke"], ping, "ping"), ""]
         lines += [
-            "All on one daphne process on loopback; the WebSocket rows use the same socket, interleaved.",
+            "All on one daphne process on loopback; the WebSocket rows use the same socket, interleaved,",
+            f"keystrokes paced at {typing_rate:g} a second like a fast typist (under the flood limit; section 6",
+            "measures a flood).",
             "HTTP rows reuse one keep-alive connection; the form row includes CSRF and storing the assessment.",
             "",
             "## 3. Many typists",

@@ -7,6 +7,7 @@ import segno
 from django.http import Http404
 from django.shortcuts import render
 from django.utils.html import escape
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from ml_engine.models import ModelActivation, ModelVersion
@@ -55,11 +56,13 @@ def _page_context(form: FeatureForm) -> dict:
     return context
 
 
+@never_cache  # the form is filled with health data; browsers must not keep it (README: "Health data")
 @require_GET
 def assessment_form(request):
     return render(request, "live/form.html", _page_context(FeatureForm()))
 
 
+@never_cache
 @require_POST
 def assessment_result(request):
     decision = throttling.form_posts.hit(request.META.get("REMOTE_ADDR") or "")

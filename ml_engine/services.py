@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy
 import sklearn
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from . import metrics
@@ -461,6 +462,7 @@ def model_train(
     repeats: int = 10,
     seed: int = 42,
     quick: bool = False,
+    force: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[ModelVersion, Any]:
     """Train, store and register a new version (and activate it unless told not to).
@@ -469,8 +471,11 @@ def model_train(
     round, a few seconds, for a first start (README: "Model registry"); otherwise every candidate is
     compared over ``repeats`` x 5 folds."""
     dataset: Dataset = load_dataset()
+    base = dataset
+    check_writable()  # before minutes of cross-validation, not after
     if from_db:
-        dataset = with_extra_rows(dataset, *outcome_dataset())
+        extra_X, extra_y = outcome_dataset()
+        dataset = with_extra_rows(dataset, extra_X, extra_y)
     if quick:
         outcome = train(dataset, repeats=1, seed=seed, pool=quick_pool(), progress=progress)
     else:
@@ -498,6 +503,14 @@ def model_train(
         },
         "fast_path_check": {"rows": [[float(v) for v in row] for row in quantiles]},
     }
+    gate = None
+    if from_db:
+        gate = activation_gate(candidate=model, base=base, extra_X=extra_X, extra_y=extra_y, seed=seed)
+        metadata["activation_gate"] = {
+            **gate.as_dict(),
+            "sources": outcome_counts(),
+            "forced": bool(force and activate and not gate.passed),
+        }
     content, digest = serialise(model)
     version = version_name(created, digest)
     record = store_version(
@@ -515,9 +528,125 @@ def model_train(
         },
         content=content,
     )
-    if activate:
+    if activate and (gate is None or gate.passed or force):
         record = model_activate(version=version)
     return record, outcome
+
+
+# README: "Retraining from recorded outcomes". A version trained with `--from-db` is activated on
+# its own only when both checks pass; `--force` overrides and is recorded in the version's metadata.
+GATE_MAX_SHIFT = 0.20  # a reference person's risk moving by more than 20 points counts as "moved"
+GATE_MAX_MOVED_SHARE = 0.05  # more than 5 % of the reference people moved: a sharp disagreement
+GATE_MAX_AUC_DROP = 0.01  # the database rows may not cost more ROC AUC than this on the CSV's folds
+GATE_RULE = (
+    "A model trained with database outcomes is activated on its own only if (1) on the original CSV "
+    f"(the reference people) at most {GATE_MAX_MOVED_SHARE:.0%} of the risks move by more than "
+    f"{GATE_MAX_SHIFT:.0%} points from the active model's, and (2) adding the database rows lowers "
+    f"the ROC AUC on the CSV's own held-out folds (5-fold, stratified) by at most {GATE_MAX_AUC_DROP}. "
+    "Otherwise the version is stored but not activated; `train --from-db --force` overrides."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationGate:
+    """Whether a version trained with database outcomes may be activated without a person."""
+
+    passed: bool
+    reasons: list[str]
+    measures: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reasons": self.reasons, "measures": self.measures, "rule": GATE_RULE}
+
+
+def activation_gate(
+    *, candidate: Any, base: Dataset, extra_X: numpy.ndarray, extra_y: numpy.ndarray, seed: int = 42
+) -> ActivationGate:
+    """Check a candidate pipeline trained on ``base`` plus database rows against GATE_RULE:
+    agreement with the active model on the reference people (the CSV's rows), and the ROC AUC on
+    the CSV's own held-out folds with and without the database rows."""
+    from sklearn.base import clone
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    reasons: list[str] = []
+    measures: dict[str, Any] = {"reference_rows": len(base.y), "database_rows": len(extra_y)}
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is None:
+        measures["active_version"] = None
+    else:
+        measures["active_version"] = active.version
+        try:
+            served = load_version(active)
+        except ArtifactError as exc:
+            measures["agreement"] = f"not compared: the active version does not load ({exc})"
+        else:
+            new = candidate.predict_proba(base.X)[:, 1]
+            old = served.model.pipeline.predict_proba(base.X)[:, 1]
+            shift = numpy.abs(new - old)
+            moved = float(numpy.mean(shift > GATE_MAX_SHIFT))
+            measures.update(max_shift=round(float(shift.max()), 4), moved_share=round(moved, 4))
+            if moved > GATE_MAX_MOVED_SHARE:
+                reasons.append(
+                    f"it disagrees sharply with the active model {active.version}: {moved:.1%} of the "
+                    f"{len(base.y)} reference people move by more than {GATE_MAX_SHIFT:.0%} points "
+                    f"(largest move {float(shift.max()):.0%}; at most {GATE_MAX_MOVED_SHARE:.0%} may)"
+                )
+    if len(extra_y):
+        plain, mixed = [], []
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+        for train_rows, test_rows in folds.split(base.X, base.y):
+            X_train, y_train, X_test = base.X[train_rows], base.y[train_rows], base.X[test_rows]
+            alone = clone(candidate).fit(X_train, y_train)
+            joined = clone(candidate).fit(numpy.vstack([X_train, extra_X]), numpy.concatenate([y_train, extra_y]))
+            plain.append(roc_auc_score(base.y[test_rows], alone.predict_proba(X_test)[:, 1]))
+            mixed.append(roc_auc_score(base.y[test_rows], joined.predict_proba(X_test)[:, 1]))
+        auc_plain, auc_mixed = float(numpy.mean(plain)), float(numpy.mean(mixed))
+        measures.update(csv_folds_auc_without=round(auc_plain, 4), csv_folds_auc_with=round(auc_mixed, 4))
+        if auc_plain - auc_mixed > GATE_MAX_AUC_DROP:
+            reasons.append(
+                f"it scores worse on the original data's folds: ROC AUC {auc_mixed:.3f} with the database "
+                f"rows against {auc_plain:.3f} without (at most {GATE_MAX_AUC_DROP} lower is allowed)"
+            )
+    return ActivationGate(passed=not reasons, reasons=reasons, measures=measures)
+
+
+def outcome_counts() -> dict[str, int]:
+    """Recorded outcomes by who recorded them; only ``api_key`` and ``staff`` feed training."""
+    counts = dict.fromkeys(Assessment.OutcomeSource.values, 0)
+    rows = Assessment.objects.exclude(outcome=None).values_list("outcome_source").annotate(n=Count("pk"))
+    for source, n in rows.order_by():
+        counts[source or Assessment.OutcomeSource.UNVERIFIED] = counts.get(source, 0) + n
+    return counts
+
+
+def check_writable() -> None:
+    """Fail early, in words, when the database cannot take a new version (README: "Commands")."""
+    try:
+        with transaction.atomic():
+            # A real row written and rolled back: proves the database (for SQLite, the file and
+            # its folder) accepts writes, without leaving anything behind.
+            ModelVersion.objects.create(
+                version=f"write-check-{uuid.uuid4().hex[:12]}",
+                created_at=timezone.now(),
+                algorithm="-",
+                artifact="-",
+                artifact_sha256="-",
+                data_sha256="-",
+                sklearn_version="-",
+                numpy_version="-",
+            )
+            transaction.set_rollback(True)
+    except DatabaseError as exc:
+        raise TrainingStorageError(
+            f"The database does not accept writes ({type(exc).__name__}: {exc}); a new model version "
+            "could not be stored. Check DATABASE_URL and that the database (for SQLite, the file and "
+            "its folder) is writable, then run train again."
+        ) from None
+
+
+class TrainingStorageError(Exception):
+    """Training would produce a version that cannot be stored."""
 
 
 def model_ensure(*, progress: Callable[[str, int, int], None] | None = None) -> tuple[str, str | None]:

@@ -5,6 +5,7 @@ runs as in production: it refuses to start without ``DJANGO_SECRET_KEY`` and tur
 defaults that ``manage.py check --deploy`` looks for.
 """
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -37,6 +38,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework_api_key",
+    "axes",
+    "csp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "ml_engine",
@@ -48,12 +51,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # WhiteNoise, async-capable: only static files leave the event loop (project/static.py).
     "project.static.StaticFilesMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -109,6 +115,40 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Admin login lockout (django-axes): after AXES_FAILURE_LIMIT failed logins from one address the
+# address is locked out for AXES_COOLOFF_TIME hours; attempts are counted in the database, so every
+# process sees them (README: "Access and roles").
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("DJANGO_ADMIN_LOGIN_FAILURES", default=5)
+AXES_COOLOFF_TIME = env.float("DJANGO_ADMIN_LOCKOUT_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Behind API_NUM_PROXIES proxies the client address is the one they appended to X-Forwarded-For.
+if env.int("API_NUM_PROXIES", default=0):
+    AXES_IPWARE_PROXY_COUNT = env.int("API_NUM_PROXIES")
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+
+# Content-Security-Policy on every response (django-csp): scripts, styles and connections only
+# from this origin, no inline scripts or styles, no framing. Swagger UI loads its init script
+# as a separate file (SpectacularSwaggerSplitView).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -147,6 +187,11 @@ ASSESSMENT_RETENTION_DAYS = env.int("ASSESSMENT_RETENTION_DAYS", default=365)
 # Access (README: "Access and roles"). Predictions are open unless this asks for a key with the
 # "predict" scope; outcomes always need a key with the "outcomes" scope or a staff session.
 API_REQUIRE_KEY_FOR_PREDICT = env.bool("DJANGO_API_REQUIRE_KEY_FOR_PREDICT", default=False)
+
+# Operations data (/metrics, /readyz details) for operators only: a bearer token and/or client
+# addresses or networks (e.g. "10.0.0.0/8,127.0.0.1"). With DEBUG on both are open.
+METRICS_TOKEN = env.str("DJANGO_METRICS_TOKEN", default="")
+METRICS_ALLOW = [ipaddress.ip_network(item, strict=False) for item in env.list("DJANGO_METRICS_ALLOW", default=[])]
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -13,6 +13,9 @@ import pytest
 from tests.conftest import IN_CI
 
 CHROMIUM = "/usr/bin/chromium"
+# Pages in the behaviour tests are opened with bypass_csp=True: Playwright's wait_for_function
+# evaluates its predicate with eval, which the site's Content-Security-Policy forbids. The pages
+# themselves are checked under the real policy in tests/security/test_access_csp_browser.py.
 # No background traffic: the machine has no network beyond loopback, and tests check that no
 # request leaves 127.0.0.1.
 CHROMIUM_ARGS = [

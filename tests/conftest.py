@@ -55,6 +55,15 @@ def served_model(db, model_dir):
     return active_model.get()
 
 
+@pytest.fixture
+def outcomes_key(db):
+    """Test-client headers carrying a fresh API key with the outcomes scope."""
+    from api.models import ApiKey
+
+    _, key = ApiKey.objects.create_key(name="test clinic", scopes=["outcomes"])
+    return {"HTTP_AUTHORIZATION": f"Api-Key {key}"}
+
+
 def _require_redis() -> None:
     if redis_server_binary() is None:
         if IN_CI:

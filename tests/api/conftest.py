@@ -14,12 +14,3 @@ def no_throttling(settings):
     yield
     cache.clear()
     throttling.reset()
-
-
-@pytest.fixture
-def outcomes_key(db):
-    """Test-client headers carrying a fresh API key with the outcomes scope."""
-    from api.models import ApiKey
-
-    _, key = ApiKey.objects.create_key(name="test clinic", scopes=["outcomes"])
-    return {"HTTP_AUTHORIZATION": f"Api-Key {key}"}

@@ -5,6 +5,7 @@ import re
 
 import pytest
 from django.db import OperationalError
+from django.test import Client
 
 from api import ops
 from ml_engine.models import ModelVersion
@@ -12,6 +13,25 @@ from ml_engine.registry import active_model
 from tests.servers import free_port
 
 PERSON = {"glucose": 148, "bmi": 33.6, "age": 50}
+TOKEN = "operator-token-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def operator_token(settings):
+    """Tests run with DEBUG off, as production does: operations data needs the token."""
+    settings.METRICS_TOKEN = TOKEN
+    settings.METRICS_ALLOW = []
+
+
+@pytest.fixture
+def client():
+    """An operator's client: it sends the bearer token (``anonymous`` does not)."""
+    return Client(headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+@pytest.fixture
+def anonymous():
+    return Client()
 
 
 def test_healthz(client):
@@ -63,7 +83,7 @@ def test_readyz_is_503_when_the_database_does_not_answer(client, served_model, m
     response = client.get("/readyz")
     assert response.status_code == 503
     checks = response.json()["checks"]
-    assert checks["database"] == "OperationalError: could not connect to server"
+    assert checks["database"] == "OperationalError (details in the server log)"
     assert checks["channel_layer"] == "ok"
 
 
@@ -142,3 +162,64 @@ def test_metrics_count_predictions_by_interface(client, served_model):
 @pytest.mark.parametrize("url", ["/healthz", "/metrics"])
 def test_ops_endpoints_only_answer_get(client, url):
     assert client.post(url).status_code == 405
+
+
+# --- operators only (README: "Access and roles") -----------------------------------------------
+
+
+def test_metrics_need_the_token_in_production(anonymous, settings):
+    refused = anonymous.get("/metrics")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
+    assert b"diabetes_" not in refused.content
+    assert anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert anonymous.get("/metrics", HTTP_AUTHORIZATION=f"Basic {TOKEN}").status_code == 401
+    allowed = anonymous.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert allowed.status_code == 200 and b"diabetes_predictions_total" in allowed.content
+
+
+def test_metrics_without_a_token_setting_stay_closed(anonymous, settings):
+    settings.METRICS_TOKEN = ""
+    assert anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+
+
+def test_metrics_allowlist_by_address(anonymous, settings):
+    import ipaddress
+
+    settings.METRICS_ALLOW = [ipaddress.ip_network("10.0.0.0/8")]
+    assert anonymous.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert anonymous.get("/metrics", REMOTE_ADDR="192.0.2.1").status_code == 401
+    assert anonymous.get("/metrics", REMOTE_ADDR="192.0.2.1", HTTP_X_FORWARDED_FOR="10.1.2.3").status_code == 401
+
+
+def test_public_readyz_says_only_the_status(anonymous, served_model):
+    response = anonymous.get("/readyz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert "no-store" in response["Cache-Control"]
+    detailed = anonymous.get("/readyz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
+    assert detailed["checks"] == {"model": "ok", "database": "ok", "channel_layer": "ok"}
+    assert detailed["model_version"] == served_model.version
+
+
+def test_staff_see_readyz_details(anonymous, served_model, django_user_model):
+    anonymous.force_login(django_user_model.objects.create_user("ops", password="x", is_staff=True))
+    assert set(anonymous.get("/readyz").json()) == {"status", "checks", "model_version"}
+
+
+def test_readyz_details_never_name_hosts_or_ports(anonymous, served_model, settings):
+    port = free_port()
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://db-host.internal:{port}/0"]},
+        }
+    }
+    public = anonymous.get("/readyz")
+    assert public.status_code == 503 and public.json() == {"status": "unavailable"}
+    body = anonymous.get("/readyz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+    assert str(port) not in body and "db-host" not in body and "redis://" not in body
+    assert json.loads(body)["checks"]["channel_layer"] != "ok"
+
+
+def test_scrub_removes_locations():
+    text = ops._scrub("Error 111 connecting to 127.0.0.1:6379 via redis://cache:6379/0 at db.internal:5432 in /srv/m/x")
+    assert not re.search(r"\d{4}|127\.0|cache|internal|/srv", text), text

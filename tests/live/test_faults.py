@@ -45,7 +45,7 @@ def percent(risk: float) -> str:
 
 
 def watched_page(browser, seen: dict):
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page = browser.new_page(bypass_csp=True, viewport={"width": 1100, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
     watch(page, seen)
     return page

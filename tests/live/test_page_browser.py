@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 def browser_page(server_env, browser):
     with daphne_servers(server_env) as [server]:
-        page = browser.new_page(viewport={"width": 1100, "height": 1000})
+        page = browser.new_page(bypass_csp=True, viewport={"width": 1100, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         try:
             yield server, page, watch(page)
@@ -120,7 +120,7 @@ def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
 
 def test_without_javascript_the_page_is_the_plain_form(server_env, browser):
     with daphne_servers(server_env) as [server]:
-        context = browser.new_context(java_script_enabled=False)
+        context = browser.new_context(java_script_enabled=False, bypass_csp=True)
         page = context.new_page()
         try:
             page.goto(f"{server.http}/")

@@ -50,7 +50,7 @@ def pages(browser):
     """One page per width, reused by every test of the module."""
     opened = {}
     for name, viewport in WIDTHS.items():
-        page = browser.new_page(viewport=viewport, reduced_motion="reduce")
+        page = browser.new_page(bypass_csp=True, viewport=viewport, reduced_motion="reduce")
         page.set_default_timeout(TIMEOUT_MS)
         opened[name] = page
     yield opened
@@ -143,7 +143,7 @@ def test_the_other_pages_fit_and_are_accessible(server, pages, width, path):
 
 
 def test_nothing_scrolls_sideways_at_320_px_and_the_kiosk_fills_big_screens(server, browser):
-    page = browser.new_page(viewport={"width": 320, "height": 640})
+    page = browser.new_page(bypass_csp=True, viewport={"width": 320, "height": 640})
     page.set_default_timeout(TIMEOUT_MS)
     try:
         for path in ("/", "/model/", "/kiosk/", "/api/docs/"):

@@ -36,7 +36,7 @@ def test_train_from_db_adds_recorded_outcomes(served_model):
     services.assessment_create(prediction=services.predict(features=PERSON), interface="rest")  # no outcome
     out = io.StringIO()
     call_command("train", "--quick", "--from-db", "--no-activate", stdout=out)
-    assert "Added from the database: 3 assessments with an outcome." in out.getvalue()
+    assert "added from the database: 3 assessments with an outcome (3 recorded with an API key" in out.getvalue()
     newest = ModelVersion.objects.order_by("-created_at").first()
     assert newest.metadata["data"]["rows"] == 768 + 3
     assert newest.metadata["data"]["extra_rows"] == 3

@@ -2,10 +2,10 @@
 
 import sys
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ml_engine.services import model_train
+from ml_engine.services import GATE_RULE, TrainingStorageError, model_train
 from ml_engine.training import METRIC_NAMES, SERVED_CANDIDATE, candidates
 
 SPLITS = 5
@@ -40,6 +40,11 @@ class Command(BaseCommand):
             help=f"Cross-validate only the served candidate ({SERVED_CANDIDATE}) with one 5-fold round.",
         )
         parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="With --from-db: activate even when the activation check refuses (recorded in the version).",
+        )
 
     def handle(self, *args, **options):
         quick = options["quick"]
@@ -68,14 +73,23 @@ class Command(BaseCommand):
                 repeats=options["repeats"],
                 seed=options["seed"],
                 quick=quick,
+                force=options["force"],
                 progress=progress,
             )
+        except TrainingStorageError as exc:
+            raise CommandError(str(exc)) from None
         finally:
             bar.close()
         data = outcome.metadata["data"]
         self.stdout.write(f"\nData: {data['rows']} rows ({data['positives']} positive), sha256 {data['sha256'][:12]}…")
-        if options["from_db"]:
-            self.stdout.write(f"Added from the database: {data['extra_rows']} assessments with an outcome.")
+        gate = record.metadata.get("activation_gate")
+        if options["from_db"] and gate is not None:
+            sources = gate["sources"]
+            self.stdout.write(
+                f"Rows: {data['rows'] - data['extra_rows']} from the CSV; added from the database: "
+                f"{data['extra_rows']} assessments with an outcome ({sources['api_key']} recorded with an API key, "
+                f"{sources['staff']} by staff); left out: {sources['unverified']} outcomes of unknown origin."
+            )
         header = f"{'candidate':<18} {'additive':<8} " + " ".join(f"{m:>16}" for m in METRIC_NAMES)
         self.stdout.write("\n" + header + "\n" + "-" * len(header))
         for result in outcome.results:
@@ -89,6 +103,23 @@ class Command(BaseCommand):
             f"\nthreshold {outcome.metadata['threshold']} (Youden's J on out-of-fold risks);"
             f" bands {outcome.metadata['bands']}"
         )
+        if options["from_db"] and gate is not None:
+            self.stdout.write("\nActivation check: " + GATE_RULE)
+            for name, value in gate["measures"].items():
+                self.stdout.write(f"  {name}: {value}")
+            if gate["passed"]:
+                self.stdout.write("  passed.")
+            for reason in gate["reasons"]:
+                self.stdout.write(self.style.WARNING(f"  refused: {reason}"))
+            if gate["forced"]:
+                self.stdout.write(
+                    self.style.WARNING("  --force: activated anyway (recorded in the version's metadata).")
+                )
         state = "active" if record.is_active else "stored, not active"
         self.stdout.write(self.style.SUCCESS(f"Model version {record.version} ({state})."))
+        if not record.is_active and not options["no_activate"]:
+            self.stdout.write(
+                f"Not activated because the activation check refused it. Inspect it, then "
+                f"`python manage.py activate {record.version}` or retrain with --force."
+            )
         sys.stdout.flush()
