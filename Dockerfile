@@ -27,10 +27,6 @@ EXPOSE 8000
 # docker-compose.yml repeats this with a longer start period for the first start.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=3).status != 200)"
-# `python -m project.serve` is daphne with the production options (project/serve.py).
-# --proxy-headers is safe here only because the replicas are not published: the proxy is the only
-# peer and overwrites X-Forwarded-For.
-CMD ["python", "-m", "project.serve", "-b", "0.0.0.0", "-p", "8000", "--websocket_timeout", "-1", \
-     "--websocket_connect_timeout", "10", "--ping-interval", "20", "--ping-timeout", "30", \
-     "--application-close-timeout", "10", "--websocket-max-message-size", "65536", \
-     "--websocket-max-frame-size", "65536", "--proxy-headers", "asgi:application"]
+# `python -m project.serve` is daphne with the production options (project/serve.py). No
+# --proxy-headers: X-Forwarded-For is read only from DJANGO_TRUSTED_PROXIES (project/proxy.py).
+CMD ["python", "-m", "project.serve", "-b", "0.0.0.0", "-p", "8000", "asgi:application"]
