@@ -49,7 +49,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, async-capable: only static files leave the event loop (project/static.py).
+    "project.static.StaticFilesMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -125,8 +126,10 @@ AXES_FAILURE_LIMIT = env.int("DJANGO_ADMIN_LOGIN_FAILURES", default=5)
 AXES_COOLOFF_TIME = env.float("DJANGO_ADMIN_LOCKOUT_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
-# The address is REMOTE_ADDR, which project/proxy.py sets from trusted proxies only (README:
-# "Behind a proxy"); axes' default reads exactly that.
+# The client address is REMOTE_ADDR, which project/proxy.py takes from X-Forwarded-For only when
+# a trusted proxy sent it (DJANGO_TRUSTED_PROXIES, README: "Behind a proxy"); axes never reads the
+# header itself, so a client cannot dodge the lockout with a made-up one.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 
 # Content-Security-Policy on every response (django-csp): scripts, styles and connections only
 # from this origin, no inline scripts or styles, no framing. Swagger UI loads its init script
