@@ -10,7 +10,9 @@ it parses frames, keeps the session's seq, and asks ``ml_engine.services`` to me
 into the session's state (``live_state_merge``) and to predict (``predict_live``). Updates are
 coalesced ("latest wins"): the receive loop validates and stores the newest state and goes on
 reading, and one task per socket answers the newest pending ``seq`` until nothing newer waits, so
-the last keystroke is always answered and the ``seq`` of successive replies only grows.
+the last keystroke is always answered and the ``seq`` of successive replies only grows. A calm
+client's update is answered in the receive loop itself when the folded model serves (nothing
+there suspends, so nothing can overtake it): no task switch per keystroke.
 
 Health data never leaves this module except in the reply to its owner: frames are not logged.
 """
@@ -31,7 +33,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from ml_engine import metrics
 from ml_engine.registry import ModelUnavailable
 from ml_engine.schema import FEATURE_KEYS, FeatureValidationError
-from ml_engine.services import Prediction, live_state_merge, predict_live
+from ml_engine.services import Prediction, live_prediction_inline, live_state_merge, predict_live
 
 from .boards import (
     BOARD_ERRORS,
@@ -162,17 +164,34 @@ class LivePredictConsumer:
         # Over the limit, a frame is still read and merged (so the newest state is never lost and
         # is answered once the client slows down), but nothing is sent for it.
         error = self._take(text)
-        if error is not None and verdict is Verdict.OK:
-            await self._send_json(error)
+        if error is not None:
+            if verdict is Verdict.OK:
+                await self._send_json(error)
+            return
+        if self._pending is None or self._answering is not None or not self._open:
+            return  # nothing new, or the answering task will take it
+        if verdict is Verdict.OK and not self._flood.limited and live_prediction_inline():
+            # A calm client and the folded model: answer now, without a task switch (README:
+            # "Live predictions (WebSocket)"). Nothing here suspends, so nothing can overtake it.
+            seq, state = self._pending
+            self._pending = None
+            await self._answer(seq, state)
+        else:
+            self._answering = asyncio.create_task(self._answer_pending())
 
     def _take(self, text: str | None) -> dict[str, Any] | None:
         """Read one frame into the session's state; the error reply when it is refused."""
         if text is None:
             return _bad("bad_message", "Send JSON text frames; binary frames are not understood.")
         try:
-            content = json.loads(text, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            return _bad("bad_json", "The frame is not valid JSON.")
+            content = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            # orjson refuses a little more than RFC 8259 needs (integers past 64 bits, lone
+            # surrogates, 1e400): the standard parser has the last word, NaN and Infinity refused.
+            try:
+                content = json.loads(text, parse_constant=_reject_constant)
+            except (ValueError, RecursionError):
+                return _bad("bad_json", "The frame is not valid JSON.")
         if not isinstance(content, dict) or content.get("type") not in ("update", "reset"):
             return _bad("bad_message", 'Expected an object with "type" "update" or "reset".')
         seq = content.get("seq")
@@ -194,12 +213,10 @@ class LivePredictConsumer:
         return None
 
     def _accept(self, seq: int, state: dict[str, float | None]) -> None:
-        """Make ``state`` current and make sure the newest seq gets answered (latest wins)."""
+        """Make ``state`` current and the newest to answer (latest wins)."""
         self._last_seq = seq
         self._state = state
         self._pending = (seq, state)
-        if self._answering is None and self._open:
-            self._answering = asyncio.create_task(self._answer_pending())
 
     # Replies out.
 

@@ -10,10 +10,9 @@ from django.utils.html import escape
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from ml_engine.models import ModelActivation, ModelVersion
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
-from ml_engine.services import assessment_create, predict
+from ml_engine.services import assessment_create, model_overview, predict
 from project import throttling
 
 from . import wording
@@ -51,6 +50,7 @@ def _page_context(form: FeatureForm) -> dict:
     except ModelUnavailable:
         return context
     context["messages"] = wording.warning_messages(served.training_ranges)
+    context["clinical_keys"] = {cutoff.code: cutoff.key for cutoff in CLINICAL_CUTOFFS}
     context["bands_sentence"] = wording.bands_sentence(served.bands)
     context["threshold_percent"] = wording.percent(served.threshold)
     return context
@@ -139,6 +139,7 @@ def model_card(request):
         served = active_model.get()
     except ModelUnavailable as exc:
         return render(request, "live/unavailable.html", {"reason": str(exc)}, status=503)
+    overview = model_overview(history=20)
     meta = served.metadata
     curves = meta.get("curves", {})
     calibration = curves.get("calibration", [])
@@ -167,8 +168,9 @@ def model_card(request):
                 {"x": round(p["predicted"] * 200, 1), "y": round((1 - p["observed"]) * 200, 1), "n": p["count"]}
                 for p in calibration
             ],
-            "versions": ModelVersion.objects.order_by("-created_at")[:20],
-            "activations": ModelActivation.objects.select_related("model_version")[:20],
+            # Versions and activations as the API's model endpoint reads them (no queries here).
+            "versions": overview["versions"],
+            "activations": overview["activations"],
         },
     )
 

@@ -183,11 +183,16 @@ async def predict_live(*, features: dict[str, float | None]) -> Prediction | Non
     if all(value is None for value in features.values()):
         return None
     started = time.perf_counter()
-    served = active_model.current
-    if served is not None and served.model.fast is not None:
+    if live_prediction_inline():
         return _predict_cleaned(features, interface="ws", started=started)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_live_pool, _predict_off_loop, features, started)
+
+
+def live_prediction_inline() -> bool:
+    """Whether ``predict_live`` answers without leaving the event loop (the folded model serves)."""
+    served = active_model.current
+    return served is not None and served.model.fast is not None
 
 
 def _predict_off_loop(features: dict[str, float | None], started: float) -> Prediction:

@@ -12,6 +12,7 @@ const emptyEl = document.getElementById("kiosk-empty");
 const connectionEl = document.getElementById("kiosk-connection");
 const clockEl = document.getElementById("kiosk-clock");
 const staleEl = document.getElementById("kiosk-stale");
+const dimmed = [tilesEl, emptyEl, document.querySelector(".kiosk-stats")].filter(Boolean); // greyed while stale
 const BANDS = ["low", "moderate", "high"];
 const RETRY_MAX_MS = 2000;
 const STALE_AFTER_MS = 12000; // two heartbeats missed, and some slack
@@ -80,11 +81,10 @@ function markStale(why) {
   if (stale) return; // said once per outage: a screen reader hears it once
   stale = true;
   root.dataset.stale = "true";
-  tilesEl.style.opacity = "0.45";
-  tilesEl.style.filter = "grayscale(1)";
+  for (const el of dimmed) Object.assign(el.style, { opacity: "0.45", filter: "grayscale(1)" });
   staleEl.hidden = false;
-  const when = clockEl.dateTime ? ` as it was at ${clockEl.textContent}` : "";
-  staleEl.textContent = `Not live: ${why}. The board below is out of date${when}; reconnecting…`;
+  const when = clockEl.dateTime ? `is from ${clockEl.textContent}, not now` : "may be out of date";
+  staleEl.textContent = `Not live: ${why}. What the board shows ${when}; reconnecting…`;
 }
 
 function markLive() {
@@ -93,8 +93,7 @@ function markLive() {
   if (!stale) return;
   stale = false;
   delete root.dataset.stale;
-  tilesEl.style.opacity = "";
-  tilesEl.style.filter = "";
+  for (const el of dimmed) Object.assign(el.style, { opacity: "", filter: "" });
   staleEl.hidden = true;
   staleEl.textContent = "";
 }
@@ -169,10 +168,11 @@ function connect() {
       console.warn("kiosk: ignored a message it could not read", error);
     }
   });
-  current.addEventListener("close", () => {
+  current.addEventListener("close", (event) => {
     if (current !== socket) return;
     socket = null;
-    markStale("the connection to the server was lost");
+    // 1011: the server is up but cannot read the board (its Redis is down or frozen).
+    markStale(event.code === 1011 ? "the server cannot reach the board's data" : "the connection to the server was lost");
     retry();
   });
 }

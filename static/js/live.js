@@ -51,6 +51,10 @@ function start() {
   const messages = new Map(
     [...document.querySelectorAll("#warning-texts [data-warning]")].map((p) => [p.dataset.warning, p.textContent]),
   );
+  // Clinical warnings also show under their field and in the strip: on a phone the panel is below.
+  const clinicalKeys = new Map(
+    [...document.querySelectorAll("#warning-texts [data-key]")].map((p) => [p.dataset.warning, p.dataset.key]),
+  );
   const glucoseUnit = form.querySelector("[data-glucose-unit]");
   const el = (id) => document.getElementById(id);
   const ui = {
@@ -59,6 +63,7 @@ function start() {
     stripBand: el("strip-band"),
     stripFresh: el("strip-fresh"),
     stripStatus: el("strip-status"),
+    stripClinical: el("strip-clinical"),
     status: el("live-status"),
     risk: el("live-risk"),
     gauge: el("live-gauge"),
@@ -133,6 +138,8 @@ function start() {
 
   function refreshField(key) {
     const input = byKey.get(key);
+    // A refused submission already says what is wrong under the field: say it once.
+    if (input.closest(".field").querySelector("p.error:not(.live-error)")) return;
     const local = localErrors.get(key);
     const server = serverErrors.has(key) ? serverErrors.get(key).text : "";
     fieldMessage(input, local || server);
@@ -150,7 +157,17 @@ function start() {
     showFreshness();
   }
 
+  // The server's message from a refused submission (no-JS path) goes once the field is edited.
+  function dropRenderedError(input) {
+    const rendered = input.closest(".field").querySelector("p.error:not(.live-error)");
+    if (!rendered) return;
+    const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== rendered.id);
+    input.setAttribute("aria-describedby", ids.join(" "));
+    rendered.remove();
+  }
+
   function onFieldInput(input) {
+    dropRenderedError(input);
     const key = input.dataset.feature;
     const result = read(key);
     if ("problem" in result) {
@@ -261,6 +278,7 @@ function start() {
     const clinical = p.warnings.filter((w) => w.startsWith("clinical:"));
     const cautions = p.warnings.filter((w) => !w.startsWith("clinical:"));
     showList(ui.clinical, clinical);
+    showClinicalAtFields(clinical);
     showList(ui.warnings, cautions);
     setText(ui.model, `Model ${p.model.name} ${p.model.version}`);
   }
@@ -278,6 +296,17 @@ function start() {
       );
     }
     list.hidden = !texts.length;
+  }
+
+  function showClinicalAtFields(codes) {
+    const byField = new Map(codes.filter((code) => clinicalKeys.has(code)).map((code) => [clinicalKeys.get(code), code]));
+    for (const key of new Set(clinicalKeys.values())) {
+      const note = el(`id_${key}_clinical`);
+      if (!note) continue;
+      setText(note, byField.has(key) ? messages.get(byField.get(key)) : "");
+      note.hidden = !byField.has(key);
+    }
+    ui.stripClinical.hidden = !codes.length;
   }
 
   function showCleared() {
@@ -299,6 +328,7 @@ function start() {
     }
     ui.imputed.hidden = true;
     ui.clinical.hidden = true;
+    showClinicalAtFields([]);
     ui.warnings.hidden = true;
   }
 
@@ -459,10 +489,9 @@ function start() {
   // Fields typed before the script ran (or kept by the browser) get their messages now.
   for (const input of inputs) {
     const result = read(input.dataset.feature);
-    if ("problem" in result) {
-      localErrors.set(input.dataset.feature, result.problem);
-      refreshField(input.dataset.feature);
-    }
+    if (!("problem" in result)) continue;
+    localErrors.set(input.dataset.feature, result.problem); // the shown risk will not include it
+    refreshField(input.dataset.feature);
   }
   connect();
 }

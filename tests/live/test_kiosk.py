@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+import signal
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -144,8 +146,8 @@ async def test_invalid_board_names_are_refused(application, path):
     from channels.testing import WebsocketCommunicator
 
     communicator = WebsocketCommunicator(application, path)
-    with pytest.raises(ValueError, match="No route found"):
-        await communicator.connect()
+    connected, _ = await communicator.connect()
+    assert connected is False  # refused at the handshake
 
 
 def test_kiosk_page(client):
@@ -233,3 +235,45 @@ async def test_a_board_past_its_cap_shows_its_sessions_and_queues_new_ones(appli
     for publisher in publishers[1:]:
         await publisher.close()
     await k.disconnect()
+
+
+@pytest.fixture
+def redis_boards(redis_server, settings, monkeypatch):
+    """Kiosk boards and the channel layer in a real redis-server, as with REDIS_URL."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis_server.url, "socket_timeout": None}]},
+        }
+    }
+    channel_layers.backends.clear()
+    monkeypatch.setattr(boards, "_store", boards.RedisBoardStore(redis_server.url))
+    yield redis_server
+    os.kill(redis_server.proc.pid, signal.SIGCONT)
+    channel_layers.backends.clear()
+
+
+@pytest.mark.redis
+async def test_a_frozen_redis_closes_the_kiosk_and_answers_new_ones_with_a_close(
+    application, redis_boards, monkeypatch
+):
+    monkeypatch.setattr(KioskConsumer, "heartbeat_seconds", 0.2)
+    k = await kiosk(application, "frozen")
+    assert (await k.receive_json_from(timeout=10))["type"] == "snapshot"
+    assert (await k.receive_json_from(timeout=10))["type"] == "heartbeat"
+    os.kill(redis_boards.proc.pid, signal.SIGSTOP)
+    while (message := await k.receive_output(timeout=30))["type"] != "websocket.close":
+        assert json.loads(message["text"])["type"] == "heartbeat"  # one may have been on its way
+    assert message == {"type": "websocket.close", "code": 1011, "reason": KioskConsumer.unavailable_reason}
+
+    late = WebsocketCommunicator(application, "/ws/kiosk/frozen/")
+    assert (await late.connect(timeout=30))[0]  # accepted at once, then closed with the reason
+    assert await late.receive_output(timeout=30) == message
+    await late.disconnect()
+    await k.disconnect()
+    os.kill(redis_boards.proc.pid, signal.SIGCONT)
+    again = await kiosk(application, "frozen")
+    assert (await again.receive_json_from(timeout=30))["type"] == "snapshot"
+    await again.disconnect()

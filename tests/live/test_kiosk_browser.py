@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from urllib.parse import urlparse
 
@@ -50,11 +51,44 @@ def test_a_tile_appears_and_updates_as_someone_types(server_env, browser):
         person.fill("#id_glucose", "")
         person.type("#id_glucose", "85", delay=30)
         kiosk.wait_for_function("before => document.querySelector('.tile .risk').textContent !== before", arg=first)
-        kiosk_text = kiosk.text_content("body")
+        kiosk_text = kiosk.text_content("body").replace(server.http, "")  # the join link holds the port
         assert "85" not in kiosk_text and "38" not in kiosk_text  # no measurement on the board
 
         person.close()  # the session ends: the tile goes
         kiosk.wait_for_selector(".tile", state="detached")
         assert kiosk.text_content("#stat-active") == "0"
         assert seen["console_errors"] == [] and seen["page_errors"] == []
+        assert all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"])
+
+
+def test_the_board_is_marked_stale_when_heartbeats_stop_and_live_again_after(server_env, browser):
+    with daphne_servers(server_env) as [server]:
+        kiosk = browser.new_page(viewport={"width": 1280, "height": 800})
+        kiosk.set_default_timeout(TIMEOUT_MS)
+        seen = watch(kiosk)
+        kiosk.goto(f"{server.http}/kiosk/stale/")
+        kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
+        assert kiosk.is_hidden("#kiosk-stale")
+
+        # Frozen, the server keeps the socket open but sends nothing: no heartbeat.
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            kiosk.wait_for_selector("#kiosk-stale", state="visible", timeout=60_000)
+            notice = kiosk.text_content("#kiosk-stale")
+            assert notice.startswith("Not live:") and "reconnecting" in notice
+            assert kiosk.get_attribute("#kiosk-stale", "role") == "alert"
+            assert kiosk.get_attribute("#kiosk-connection", "data-state") == "stale"
+            assert "not live" in kiosk.text_content("#kiosk-connection")
+            assert kiosk.get_attribute("#kiosk", "data-stale") == "true"
+            assert kiosk.evaluate("getComputedStyle(document.getElementById('kiosk-tiles')).opacity") == "0.45"
+            kiosk.screenshot(path=str(server_env.base / "kiosk-stale.png"))
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+
+        # The page reconnects by itself and is live again from the next snapshot.
+        kiosk.wait_for_selector("#kiosk-stale", state="hidden", timeout=60_000)
+        kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
+        assert kiosk.get_attribute("#kiosk", "data-stale") is None
+        assert kiosk.evaluate("getComputedStyle(document.getElementById('kiosk-tiles')).opacity") == "1"
+        assert seen["page_errors"] == []
         assert all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"])

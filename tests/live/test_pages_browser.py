@@ -128,6 +128,24 @@ def test_the_result_page_fits_and_is_accessible(server, pages, width):
     shot(page, f"result-{width}")
 
 
+def test_a_refused_form_lists_its_problems_accessibly(server, pages):
+    page = pages["phone"]
+    open_live_page(page, server)
+    page.fill("#id_glucose", "abc")
+    page.fill("#id_insulin", "1,000")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.text_content("#error-summary-title").strip() == "Please check 2 things"
+    page.type("#id_age", "50", delay=10)  # a risk without the refused values: marked as not up to date
+    page.wait_for_selector("#strip-fresh[data-fresh='stale']")
+    page.click("#error-summary a[href='#id_glucose']")
+    assert page.evaluate("document.activeElement.id") == "id_glucose"
+    assert page.input_value("#id_insulin") == "1,000"  # what was typed is kept
+    assert page.locator("[data-field='insulin'] .error:visible").count() == 1  # said once, not twice
+    assert_page_fits_and_is_accessible(page, "refused form")
+    shot(page, "refused-phone")
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("path", ["/model/", "/kiosk/lobby/", "/api/docs/"])
 def test_the_other_pages_fit_and_are_accessible(server, pages, width, path):
@@ -208,6 +226,9 @@ def test_typing_helpers_comma_units_bmi_and_warnings(server, pages):
     page.type("#id_glucose", "250", delay=10)
     page.wait_for_selector("#live-clinical li")
     assert "diagnose diabetes" in page.text_content("#live-clinical")
+    # ... also under the field and in the strip, which a phone shows while typing.
+    assert "diagnose diabetes" in page.text_content("#id_glucose_clinical")
+    assert page.is_visible("#strip-clinical")
 
     # BMI from height and weight, in pounds and inches too.
     page.click("#bmi-helper summary")

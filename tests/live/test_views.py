@@ -45,6 +45,7 @@ def test_invalid_field_is_linked_to_its_error(client, served_model):
     assert 'aria-invalid="true"' in tag
     assert 'aria-describedby="id_glucose_helptext id_glucose_error"' in tag
     assert 'id="id_glucose_error"' in html
+    assert '<a href="#id_glucose">' in html  # the summary at the top links to the field
 
 
 def test_a_decimal_comma_is_a_decimal_point(client, served_model):
