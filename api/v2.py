@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -51,21 +52,37 @@ def _error(message: str, status: int = 400) -> JsonResponse:
 
 
 def v2_view(*methods: str) -> Callable:
-    """Allow only ``methods``; turn V2Error and a missing model into the protocol's error shape."""
+    """Allow only ``methods``; turn V2Error and a missing model into the protocol's error shape.
+
+    The views run on the event loop (no thread per request): they only compute. The one exception
+    is the first use of the model in a process, which reads the database: that call is retried
+    once in a worker thread (Django refuses database access on the event loop).
+    """
 
     def decorate(view: Callable) -> Callable:
+        async def call(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if iscoroutinefunction(view):
+                return await view(request, *args, **kwargs)
+            return view(request, *args, **kwargs)
+
         @csrf_exempt
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
                 response = _error(f"Method {request.method} is not allowed here; use {' or '.join(methods)}.", 405)
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
-                return view(request, *args, **kwargs)
+                try:
+                    return await call(request, *args, **kwargs)
+                except SynchronousOnlyOperation:
+                    await sync_to_async(active_model.get)()  # loads it, or raises
+                    return await call(request, *args, **kwargs)
             except V2Error as exc:
                 return _error(exc.message, exc.status)
             except ModelUnavailable as exc:
-                return _error(str(exc), 503)
+                response = _error(str(exc), 503)
+                response["Retry-After"] = "5"
+                return response
 
         wrapped.__name__ = view.__name__
         wrapped.__doc__ = view.__doc__
@@ -144,9 +161,11 @@ def unknown_model(request: HttpRequest, name: str, rest: str = "") -> JsonRespon
 
 @never_cache  # risks are health data (README: "Health data")
 @v2_view("POST")
-def model_infer(request: HttpRequest, version: str | None = None) -> HttpResponse:
+async def model_infer(request: HttpRequest, version: str | None = None) -> HttpResponse:
     """Risks and labels for the rows of the ``features`` tensor."""
-    refused = predict_access_error(request)  # README: "Access and roles"
+    refused = None  # README: "Access and roles"; a key is looked up in the database, off the event loop
+    if settings.API_REQUIRE_KEY_FOR_PREDICT:
+        refused = await sync_to_async(predict_access_error)(request)
     if refused is not None:
         response = _error(refused[1], refused[0])
         if refused[0] == 401:
@@ -158,7 +177,7 @@ def model_infer(request: HttpRequest, version: str | None = None) -> HttpRespons
     header, binary = _split_body(request)
     served_version = _served_version(version)
     rows, tensor_datatype = _features_tensor(header, binary)
-    decision = throttling.v2_rows.hit(request.META.get("REMOTE_ADDR") or "", cost=len(rows))
+    decision = await throttling.v2_rows.ahit(request.META.get("REMOTE_ADDR") or "", cost=len(rows))
     if not decision.allowed:  # rows per client address (README: "Throttles")
         wait = int(decision.wait + 0.999)
         response = _error(f"Too many rows from this address; try again in {wait} s.", 429)

@@ -50,6 +50,7 @@ def _page_context(form: FeatureForm) -> dict:
     except ModelUnavailable:
         return context
     context["messages"] = wording.warning_messages(served.training_ranges)
+    context["clinical_keys"] = {cutoff.code: cutoff.key for cutoff in CLINICAL_CUTOFFS}
     context["bands_sentence"] = wording.bands_sentence(served.bands)
     context["threshold_percent"] = wording.percent(served.threshold)
     return context

@@ -43,6 +43,6 @@ class CredentialFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key, value):
         cleansed = super().cleanse_setting(key, value)
-        if isinstance(cleansed, str):
+        if type(cleansed) is str:  # plain strings only: lazy objects posing as str are left alone
             return _URL_PASSWORD.sub(lambda m: m["head"] + self.cleansed_substitute + m["tail"], cleansed)
         return cleansed

@@ -49,7 +49,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, async-capable: only static files leave the event loop (project/static.py).
+    "project.static.StaticFilesMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -125,10 +126,10 @@ AXES_FAILURE_LIMIT = env.int("DJANGO_ADMIN_LOGIN_FAILURES", default=5)
 AXES_COOLOFF_TIME = env.float("DJANGO_ADMIN_LOCKOUT_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
-# Behind API_NUM_PROXIES proxies the client address is the one they appended to X-Forwarded-For.
-if env.int("API_NUM_PROXIES", default=0):
-    AXES_IPWARE_PROXY_COUNT = env.int("API_NUM_PROXIES")
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# The client address is REMOTE_ADDR, which project/proxy.py takes from X-Forwarded-For only when
+# a trusted proxy sent it (DJANGO_TRUSTED_PROXIES, README: "Behind a proxy"); axes never reads the
+# header itself, so a client cannot dodge the lockout with a made-up one.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 
 # Content-Security-Policy on every response (django-csp): scripts, styles and connections only
 # from this origin, no inline scripts or styles, no framing. Swagger UI loads its init script
@@ -161,7 +162,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -168,10 +168,11 @@ function connect() {
       console.warn("kiosk: ignored a message it could not read", error);
     }
   });
-  current.addEventListener("close", () => {
+  current.addEventListener("close", (event) => {
     if (current !== socket) return;
     socket = null;
-    markStale("the connection to the server was lost");
+    // 1011: the server is up but cannot read the board (its Redis is down or frozen).
+    markStale(event.code === 1011 ? "the server cannot reach the board's data" : "the connection to the server was lost");
     retry();
   });
 }

@@ -51,6 +51,10 @@ function start() {
   const messages = new Map(
     [...document.querySelectorAll("#warning-texts [data-warning]")].map((p) => [p.dataset.warning, p.textContent]),
   );
+  // Clinical warnings also show under their field and in the strip: on a phone the panel is below.
+  const clinicalKeys = new Map(
+    [...document.querySelectorAll("#warning-texts [data-key]")].map((p) => [p.dataset.warning, p.dataset.key]),
+  );
   const glucoseUnit = form.querySelector("[data-glucose-unit]");
   const el = (id) => document.getElementById(id);
   const ui = {
@@ -59,6 +63,7 @@ function start() {
     stripBand: el("strip-band"),
     stripFresh: el("strip-fresh"),
     stripStatus: el("strip-status"),
+    stripClinical: el("strip-clinical"),
     status: el("live-status"),
     risk: el("live-risk"),
     gauge: el("live-gauge"),
@@ -273,6 +278,7 @@ function start() {
     const clinical = p.warnings.filter((w) => w.startsWith("clinical:"));
     const cautions = p.warnings.filter((w) => !w.startsWith("clinical:"));
     showList(ui.clinical, clinical);
+    showClinicalAtFields(clinical);
     showList(ui.warnings, cautions);
     setText(ui.model, `Model ${p.model.name} ${p.model.version}`);
   }
@@ -290,6 +296,17 @@ function start() {
       );
     }
     list.hidden = !texts.length;
+  }
+
+  function showClinicalAtFields(codes) {
+    const byField = new Map(codes.filter((code) => clinicalKeys.has(code)).map((code) => [clinicalKeys.get(code), code]));
+    for (const key of new Set(clinicalKeys.values())) {
+      const note = el(`id_${key}_clinical`);
+      if (!note) continue;
+      setText(note, byField.has(key) ? messages.get(byField.get(key)) : "");
+      note.hidden = !byField.has(key);
+    }
+    ui.stripClinical.hidden = !codes.length;
   }
 
   function showCleared() {
@@ -311,6 +328,7 @@ function start() {
     }
     ui.imputed.hidden = true;
     ui.clinical.hidden = true;
+    showClinicalAtFields([]);
     ui.warnings.hidden = true;
   }
 

@@ -226,6 +226,9 @@ def test_typing_helpers_comma_units_bmi_and_warnings(server, pages):
     page.type("#id_glucose", "250", delay=10)
     page.wait_for_selector("#live-clinical li")
     assert "diagnose diabetes" in page.text_content("#live-clinical")
+    # ... also under the field and in the strip, which a phone shows while typing.
+    assert "diagnose diabetes" in page.text_content("#id_glucose_clinical")
+    assert page.is_visible("#strip-clinical")
 
     # BMI from height and weight, in pounds and inches too.
     page.click("#bmi-helper summary")

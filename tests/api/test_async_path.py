@@ -1,0 +1,34 @@
+"""The prediction path has no thread hop: the V2 views are coroutines and every middleware can run
+on the event loop (a single sync-only one would send every request through a thread). Static
+files still come from WhiteNoise, through a real daphne."""
+
+import asyncio
+
+import requests
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from api import v2
+from tests.servers import daphne_servers
+
+
+def test_every_middleware_is_async_capable():
+    for path in settings.MIDDLEWARE:
+        assert getattr(import_string(path), "async_capable", True), path
+
+
+def test_v2_views_are_coroutines():
+    for view in (v2.model_infer, v2.model_metadata, v2.server_ready, v2.model_ready, v2.server_live):
+        assert asyncio.iscoroutinefunction(view), view.__name__
+
+
+def test_static_files_and_pages_are_served_by_daphne(server_env):
+    with daphne_servers(server_env, 1) as (server,):
+        css = requests.get(f"{server.http}/static/css/site.css", timeout=30)
+        assert css.status_code == 200
+        assert css.headers["Content-Type"].startswith("text/css")
+        assert len(css.content) > 100
+        assert requests.get(f"{server.http}/static/css/nothing-here.css", timeout=30).status_code == 404
+        ready = requests.get(f"{server.http}/v2/health/ready", timeout=30)
+        assert ready.json() == {"ready": True}
+        assert requests.get(f"{server.http}/", timeout=30).status_code == 200
