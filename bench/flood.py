@@ -17,11 +17,18 @@ import logging
 import multiprocessing
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 from tests.servers import ServerEnv, daphne_servers
 
-ORIGIN = "http://127.0.0.1"
+
+def origin_of(url: str) -> str:
+    """The page origin a browser would send for ``url`` (scheme, host and port must all match)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+
+
 PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
 CALM_RATE = 10.0  # updates a second
 CALM_SECONDS = 5.0
@@ -32,7 +39,7 @@ async def calm(url: str, seconds: float = CALM_SECONDS, rate: float = CALM_RATE)
     import websockets
 
     latencies = []
-    async with websockets.connect(url, origin=ORIGIN, ping_interval=None, open_timeout=60) as ws:
+    async with websockets.connect(url, origin=origin_of(url), ping_interval=None, open_timeout=60) as ws:
         for seq in range(int(seconds * rate)):
             started = time.perf_counter_ns()
             await ws.send(json.dumps({"type": "update", "seq": seq, "features": {**PERSON, "glucose": 80 + seq}}))
@@ -59,7 +66,7 @@ def _flood(url: str, seconds: float, started: multiprocessing.Event, out: multip
     deadline = time.monotonic() + seconds
     started.set()
     while time.monotonic() < deadline:
-        with connect(url, origin=ORIGIN, open_timeout=60, max_size=None) as ws:
+        with connect(url, origin=origin_of(url), open_timeout=60, max_size=None) as ws:
             connections += 1
             counts = {"answered": 0}
 

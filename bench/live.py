@@ -18,7 +18,13 @@ from tests.servers import RedisServer, ServerEnv, daphne_servers
 
 from .stats import Summary
 
-ORIGIN = "http://127.0.0.1"
+
+def origin_of(url: str) -> str:
+    """The page origin a browser would send for ``url`` (scheme, host and port must all match)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+
+
 PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
 
 
@@ -29,7 +35,7 @@ def server_env(work: Path, **extra: str) -> ServerEnv:
 
 
 async def _connect(url: str):
-    return await websockets.connect(url, origin=ORIGIN, max_size=2**20, ping_interval=None, open_timeout=60)
+    return await websockets.connect(url, origin=origin_of(url), max_size=2**20, ping_interval=None, open_timeout=60)
 
 
 async def _answer(ws, seq: int) -> dict:
