@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tests.servers import ServerEnv, daphne_servers
 
+from .stats import NO_THROTTLES
+
 
 def origin_of(url: str) -> str:
     """The page origin a browser would send for ``url`` (scheme, host and port must all match)."""
@@ -98,7 +100,7 @@ def _flood(url: str, seconds: float, started: multiprocessing.Event, out: multip
 
 def run(work: Path) -> dict:
     """Start one daphne process, measure the calm socket alone, then beside a flood."""
-    env = ServerEnv(work, extra={"API_THROTTLE_ANON": ""})
+    env = ServerEnv(work, extra=dict(NO_THROTTLES))
     if not (work / "db.sqlite3").exists():
         env.manage("migrate", "-v0")
         env.manage("train", "--repeats", "1")

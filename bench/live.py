@@ -16,7 +16,7 @@ import websockets
 
 from tests.servers import RedisServer, ServerEnv, daphne_servers
 
-from .stats import Summary
+from .stats import NO_THROTTLES, Summary
 
 
 def origin_of(url: str) -> str:
@@ -30,7 +30,7 @@ PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "
 
 def server_env(work: Path, **extra: str) -> ServerEnv:
     # One database and model folder for every server the benchmarks start; no API throttling.
-    env = ServerEnv(work, extra={"API_THROTTLE_ANON": "", **extra})
+    env = ServerEnv(work, extra={**NO_THROTTLES, **extra})
     return env
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from tests.servers import ServerEnv, daphne_servers, free_port
 
 from .inference import PROBA_ROWS
-from .stats import Summary
+from .stats import NO_THROTTLES, Summary
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = Path(__file__).resolve().parent / "mlserver-requirements.txt"
@@ -399,7 +399,7 @@ def run(*, work: Path, version: str, rows: np.ndarray, keys: list[str]) -> dict:
     try:
         with log_path.open("a") as log:
             venv = build_venv(log)
-        env = ServerEnv(work, extra={"API_THROTTLE_ANON": ""})
+        env = ServerEnv(work, extra=dict(NO_THROTTLES))
         folder = work / "mlserver-model"
         artifact, exported_by = export_model(env, version, folder)
         complete = _complete_rows(rows)
