@@ -10,7 +10,7 @@ PORT ?= 8000
 # DAPHNE_FLAGS adds or overrides daphne flags, e.g. `make run DAPHNE_FLAGS="--ping-interval 5"`.
 DAPHNE_FLAGS ?=
 
-.PHONY: run test lint format bench clean compose-test
+.PHONY: run run-host-check test lint format bench clean compose-test
 
 $(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,19 @@ $(BIN)/.dev: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $(BIN)/.runtime $@
 
-run: $(BIN)/.runtime
+# DEBUG pages show settings and tracebacks: with DEBUG on, `make run` serves loopback only unless
+# ALLOW_REMOTE_DEBUG=1 says otherwise (README: "Access and roles").
+run-host-check:
+	@if [ "$${DJANGO_DEBUG:-1}" != "0" ] && [ "$${ALLOW_REMOTE_DEBUG:-0}" != "1" ]; then \
+	  case "$(HOST)" in \
+	    127.*|localhost|::1|'[::1]') ;; \
+	    *) echo "make run: refusing HOST=$(HOST) with DJANGO_DEBUG on: debug pages would be served to other machines." >&2; \
+	       echo "Use HOST=127.0.0.1, or DJANGO_DEBUG=0 with a DJANGO_SECRET_KEY, or ALLOW_REMOTE_DEBUG=1 if you really mean it." >&2; \
+	       exit 2;; \
+	  esac; \
+	fi
+
+run: run-host-check $(BIN)/.runtime
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v0
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py ensure_model
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python -m project.serve -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) asgi:application

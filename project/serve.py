@@ -255,6 +255,15 @@ class ServingCommandLineInterface(CommandLineInterface):
         check_dependencies(self.parser)
         self.parser.set_defaults(**PRODUCTION_OPTIONS)
 
+    def run(self, args):
+        # Production without collected static files would answer every page with 500: refuse.
+        from .checks import static_files_problem
+
+        problem = static_files_problem()
+        if problem:
+            self.parser.exit(2, f"{problem}\n")
+        return super().run(args)
+
 
 if __name__ == "__main__":
     ServingCommandLineInterface.entrypoint()

@@ -178,6 +178,7 @@ def stack():
         "PROXY_PORT": str(port),
         "DJANGO_CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port}",
         "API_THROTTLE_ANON": THROTTLE,
+        "DJANGO_METRICS_TOKEN": secrets.token_urlsafe(24),
     }
     if standins:
         # Stand-in builds reach the Debian mirror and PyPI only through the host's network.

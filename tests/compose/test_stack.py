@@ -223,7 +223,8 @@ def test_activate_reaches_both_replicas(stack):
     seen: dict[str, str] = {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (len(seen) < 2 or set(seen.values()) != {new}):
-        response = requests.get(stack.base + "/readyz", timeout=20)
+        operator = {"Authorization": f"Bearer {stack.env['DJANGO_METRICS_TOKEN']}"}  # the version is a detail
+        response = requests.get(stack.base + "/readyz", headers=operator, timeout=20)
         seen[stack.replica(upstream(response))] = response.json().get("model_version")
         time.sleep(0.2)
     log(f"after `manage.py activate {new}`: {seen}")

@@ -87,6 +87,40 @@ def test_purge_assessments_uses_the_retention_setting(served_model, settings):
     assert list(Assessment.objects.values_list("pk", flat=True)) == [recent.pk]
 
 
+def test_purge_of_everything_needs_yes(served_model, monkeypatch):
+    from django.core.management.base import CommandError
+
+    prediction = services.predict(features=PERSON)
+    for _ in range(3):
+        services.assessment_create(prediction=prediction, interface="form")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: no one to ask
+    with pytest.raises(CommandError, match="would delete all 3 stored assessments; nothing was deleted"):
+        call_command("purge_assessments", "--days", "0", stdout=io.StringIO())
+    assert Assessment.objects.count() == 3
+    out = io.StringIO()
+    call_command("purge_assessments", "--days", "0", "--yes", stdout=out)
+    assert "Deleted 3 assessments" in out.getvalue() and Assessment.objects.count() == 0
+
+
+def test_purge_asks_at_a_terminal(served_model, monkeypatch):
+    from django.core.management.base import CommandError
+
+    services.assessment_create(prediction=services.predict(features=PERSON), interface="form")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal(""))
+    answers = iter(["no", "yes"])
+    monkeypatch.setattr("builtins.input", lambda question: next(answers))
+    with pytest.raises(CommandError, match="Nothing was deleted"):
+        call_command("purge_assessments", "--days", "0", stdout=io.StringIO())
+    assert Assessment.objects.count() == 1
+    call_command("purge_assessments", "--days", "0", stdout=io.StringIO())
+    assert Assessment.objects.count() == 0
+
+
 def test_ensure_model_trains_only_when_needed(served_model):
     out = io.StringIO()
     call_command("ensure_model", stdout=out)

@@ -47,6 +47,7 @@ def server(server_env):
         DJANGO_METRICS_TOKEN=TOKEN,
         API_THROTTLE_ANON="",
     )
+    server_env.extra["DJANGO_STATIC_ROOT"] = str(server_env.base / "static")
     server_env.manage("collectstatic", "--no-input", "-v0")
     key = server_env.manage("apikey", "create", "--name", "clinic", "--scope", "outcomes").stdout.splitlines()[1]
     with daphne_servers(server_env) as [daphne]:

@@ -1,8 +1,17 @@
-"""`python manage.py purge_assessments`: delete assessments older than the retention period."""
+"""`python manage.py purge_assessments`: delete assessments older than the retention period.
+
+A ``--days`` that would delete every stored assessment (``--days 0`` always does) asks for
+confirmation first, or needs ``--yes`` when nobody is at a terminal; the scheduled purge with the
+retention setting never asks (README: "Commands")."""
+
+import sys
+from datetime import timedelta
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
+from ml_engine.models import Assessment
 from ml_engine.services import assessments_purge
 
 
@@ -11,8 +20,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=None, help="Override the retention setting.")
+        parser.add_argument("--yes", action="store_true", help="Do not ask before deleting every assessment.")
 
-    def handle(self, *args, days, **options):
+    def handle(self, *args, days, yes, **options):
+        explicit = days is not None
         days = settings.ASSESSMENT_RETENTION_DAYS if days is None else days
+        if days < 0:
+            raise CommandError("--days must be 0 or more.")
+        total = Assessment.objects.count()
+        doomed = Assessment.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)).count()
+        if explicit and doomed == total and doomed > 0 and not yes:
+            question = f"This deletes all {doomed} stored assessments and their outcomes. Type 'yes' to continue: "
+            if not sys.stdin.isatty():
+                raise CommandError(
+                    f"This would delete all {doomed} stored assessments; nothing was deleted. "
+                    "Run it again with --yes if that is what you want."
+                )
+            if input(question).strip().lower() != "yes":
+                raise CommandError("Nothing was deleted.")
         deleted = assessments_purge(older_than_days=days)
         self.stdout.write(f"Deleted {deleted} assessments older than {days} days.")
