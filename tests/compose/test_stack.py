@@ -250,6 +250,16 @@ def test_forwarded_for_from_a_client_does_not_reset_the_throttle(stack):
     ]
     assert [r.status_code for r in faked] == [429] * 20
     log(f"throttle {statuses.count(200)} x 200 then 429; 20 made-up X-Forwarded-For addresses: all 429")
+    # What the replicas counted (the throttle's Redis keys, `throttle:<scope>:<address>`): this
+    # client as the proxy saw it, never the proxy itself nor a made-up address.
+    keys = stack.compose("exec", "-T", "redis", "redis-cli", "--scan", "--pattern", "throttle:rest:*").stdout.split()
+    counted = {key.split(":", 2)[2] for key in keys}
+    proxy = stack.compose("ps", "-q", "proxy").stdout.split()[0]
+    (network,) = stack.inspect(proxy)["NetworkSettings"]["Networks"].values()
+    log(f"REST throttle counted {sorted(counted)}; proxy {network['IPAddress']}, gateway {network['Gateway']}")
+    assert counted and network["IPAddress"] not in counted
+    assert not any(address.startswith("10.9.") for address in counted)
+    assert counted <= {network["Gateway"], "127.0.0.1"}
 
 
 def test_a_killed_replica_hands_its_sockets_to_the_other(stack):
