@@ -6,19 +6,13 @@ still being imported.)
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
 from rest_framework.throttling import BaseThrottle
+from rest_framework.utils import json as strict_json
 
 from project import throttling
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number; send finite numbers only")
 
 
 class StrictJSONParser(BaseParser):
@@ -34,7 +28,7 @@ class StrictJSONParser(BaseParser):
             raise exceptions.ParseError(f"The body is larger than {limit} bytes.")
         try:
             text = raw.decode("utf-8")
-            return json.loads(text, parse_constant=_reject_constant)
+            return strict_json.loads(text)
         except UnicodeDecodeError:
             raise exceptions.ParseError("The body is not UTF-8 encoded JSON.") from None
         except (ValueError, RecursionError) as exc:

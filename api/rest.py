@@ -1,4 +1,4 @@
-"""The REST API (contract §4 and §9): thin views that translate HTTP to ``ml_engine.services``.
+"""The REST API (README: "REST API"): thin views that translate HTTP to ``ml_engine.services``.
 
 Errors all have the shape ``{"errors": {"<key>": ["message", ...]}}`` (see ``api.drf``).
 """

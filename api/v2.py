@@ -1,4 +1,4 @@
-"""The Open Inference Protocol (KServe V2) over HTTP (contract §5).
+"""The Open Inference Protocol (KServe V2) over HTTP (README: "Open Inference Protocol (V2)").
 
 One model, ``diabetes``: input tensor ``features`` (FP64 or FP32, shape ``[N, 8]``, columns in
 ``FEATURE_KEYS`` order, no missing values), outputs ``risk`` (FP64, ``[N]``) and ``label`` (INT64,
@@ -22,6 +22,7 @@ from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework.utils import json as strict_json
 
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, value_error
@@ -228,7 +229,7 @@ def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
         length = int(text)
         head, binary = raw[:length], raw[length:]
     try:
-        header = json.loads(head.decode("utf-8"), parse_constant=_reject_constant)
+        header = strict_json.loads(head.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise V2Error(f"The inference request is not valid JSON: {str(exc)[:120]}.") from None
     if not isinstance(header, dict):
@@ -236,10 +237,6 @@ def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
     if "id" in header and not isinstance(header["id"], str):
         raise V2Error("id must be a string.")
     return header, binary
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _features_tensor(header: dict[str, Any], binary: bytes) -> tuple[list[list[float]], str]:

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 import orjson
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import BaseChannelLayer, get_channel_layer
+from rest_framework.utils import json as strict_json
 
 from ml_engine import metrics
 from ml_engine.registry import ModelUnavailable
@@ -71,10 +72,6 @@ RATE_LIMITED = {"type": "error", "seq": None, "code": "rate_limited", "detail": 
 REPLY_FAILED = {"type": "error", "seq": None, "code": "internal_error", "detail": "The reply could not be sent."}
 YIELD_EVERY = 64  # frames read in a row from a backlog before letting other sockets run
 MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exactly
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 class LivePredictConsumer:
@@ -189,7 +186,7 @@ class LivePredictConsumer:
             # orjson refuses a little more than RFC 8259 needs (integers past 64 bits, lone
             # surrogates, 1e400): the standard parser has the last word, NaN and Infinity refused.
             try:
-                content = json.loads(text, parse_constant=_reject_constant)
+                content = strict_json.loads(text)
             except (ValueError, RecursionError):
                 return _bad("bad_json", "The frame is not valid JSON.")
         if not isinstance(content, dict) or content.get("type") not in ("update", "reset"):

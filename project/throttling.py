@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -81,39 +82,51 @@ class Throttle:
     def _key(self, address: str) -> str:
         return f"{KEY_PREFIX}:{self.scope}:{address[:MAX_ADDRESS_LENGTH]}"
 
-    def hit(self, address: str, cost: int = 1) -> Decision:
+    def _plan(self, address: str, cost: int) -> Decision | tuple[str, int, int]:
+        """The decision when no counting is needed, else what to count: (key, limit, window)."""
         rate = self.rate
         if rate is None:
             return Decision(True, 0.0)
         limit, window = rate
         if cost > limit:
             return Decision(False, float(window))
+        return self._key(address), limit, window
+
+    def hit(self, address: str, cost: int = 1) -> Decision:
+        plan = self._plan(address, cost)
+        if isinstance(plan, Decision):
+            return plan
+        key, limit, window = plan
         client = _sync_redis()
         if client is None:
-            return _memory.hit(self._key(address), cost, limit, window)
+            return _memory.hit(key, cost, limit, window)
         try:
-            total, left_ms = client.eval(_LUA, 1, self._key(address), cost, limit, window * 1000)
-        except Exception as exc:  # Redis down: let the request through
+            reply = client.eval(_LUA, 1, key, cost, limit, window * 1000)
+        except (RedisError, OSError) as exc:  # Redis down: let the request through
             _outage(exc)
             return Decision(True, 0.0)
-        return Decision(total != -1, left_ms / 1000)
+        return _decision(reply)
 
     async def ahit(self, address: str, cost: int = 1) -> Decision:
-        rate = self.rate
-        if rate is None:
-            return Decision(True, 0.0)
-        limit, window = rate
-        if cost > limit:
-            return Decision(False, float(window))
+        plan = self._plan(address, cost)
+        if isinstance(plan, Decision):
+            return plan
+        key, limit, window = plan
         client = _async_redis()
         if client is None:
-            return _memory.hit(self._key(address), cost, limit, window)
+            return _memory.hit(key, cost, limit, window)
         try:
-            total, left_ms = await client.eval(_LUA, 1, self._key(address), cost, limit, window * 1000)
-        except Exception as exc:
+            reply = await client.eval(_LUA, 1, key, cost, limit, window * 1000)
+        except (RedisError, OSError) as exc:  # Redis down: let the request through
             _outage(exc)
             return Decision(True, 0.0)
-        return Decision(total != -1, left_ms / 1000)
+        return _decision(reply)
+
+
+def _decision(reply: list[int]) -> Decision:
+    """The Lua script's ``{total or -1, ms left}`` as a Decision."""
+    total, left_ms = reply
+    return Decision(total != -1, left_ms / 1000)
 
 
 class _MemoryCounts:

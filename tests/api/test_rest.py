@@ -205,7 +205,7 @@ def test_a_body_past_the_upload_limit_is_400(client, served_model, settings):
 
 def test_nan_literal_is_named(client, served_model):
     errors = assert_errors(post_json(client, PREDICT, '{"features": {"glucose": NaN}}'))
-    assert "NaN is not a JSON number" in errors["non_field_errors"][0]
+    assert "NaN" in errors["non_field_errors"][0]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 from tests.servers import daphne_servers
 
 TIMEOUT = 30
-SWITCH_DEADLINE = 2.0  # contract §9: every running process serves the new version within 2 s
+SWITCH_DEADLINE = 2.0  # README "Model registry": every running process serves the new version within 2 s
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
