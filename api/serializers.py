@@ -24,6 +24,10 @@ from ml_engine.schema import (
 )
 from ml_engine.services import MAX_INSTANCES
 
+# Every key a request body may use (features, the body's own fields): the JSON parser keeps these
+# when it caps an object with too many members (api.drf.CappedObject).
+BODY_KEYS = frozenset(FEATURE_KEYS) | {"features", "instances", "outcome"}
+
 # At most this many unknown keys are named in an error; the rest are counted ("and N more"), so
 # an object with 200,000 unknown keys costs one pass over its keys and a small 400 body.
 MAX_NAMED_UNKNOWN = 3
@@ -42,15 +46,17 @@ def unknown_keys_error(data: dict, known: Any, *, noun: str, expected: str = "ex
     """``None`` when every key of ``data`` is in ``known``; otherwise a bounded error: the first
     MAX_NAMED_UNKNOWN unknown keys by name, the others as a count under ``non_field_errors``."""
     unknown = [key for key in data if key not in known]
-    if not unknown:
+    omitted = getattr(data, "omitted", 0)  # members the parser counted but did not keep: all unknown
+    if not unknown and not omitted:
         return None
     names = ", ".join(known)
     errors: dict[str, list[str]] = {}
     for key in unknown[:MAX_NAMED_UNKNOWN]:
         name = safe_key(key)
         errors[name] = [f"Unknown {noun} {name}; {expected}: {names}."]
-    if len(unknown) > MAX_NAMED_UNKNOWN:
-        errors["non_field_errors"] = [f"And {len(unknown) - MAX_NAMED_UNKNOWN} more unknown {noun}s."]
+    more = len(unknown[MAX_NAMED_UNKNOWN:]) + omitted
+    if more:
+        errors["non_field_errors"] = [f"And {more} more unknown {noun}s."]
     return errors
 
 

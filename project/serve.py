@@ -24,8 +24,8 @@ The WebSocket protocol (``ServingWebSocketProtocol``) differs from daphne's in f
   replies without limit. The kernel's send buffer of a WebSocket is fixed at
   ``KERNEL_SEND_BUFFER``; the transport tells the protocol when a socket's unsent bytes pass
   ``READ_CHUNK`` (Twisted's producer API) and when they are all sent; a socket that gets more than
-  ``SEND_BUFFER_LIMIT`` further bytes in between is closed with 1008 and nothing more is buffered
-  for it; autobahn drops the connection if the close handshake does not finish within a second.
+  ``SEND_BUFFER_LIMIT`` further bytes in between (replies and pongs alike) is closed with 1008 and
+  nothing more is buffered for it; autobahn drops the connection if the close handshake does not finish within a second.
 
 ``check_dependencies`` runs at start-up: every daphne, autobahn and Twisted name this module
 relies on must exist, or the server refuses to start with a message naming the installed versions.
@@ -87,7 +87,7 @@ RELIED_ON = {
         WebSocketProtocol,
         ("applicationCreateWorked", "onOpen", "onMessage", "serverSend", "serverClose", "sendCloseFrame"),
     ),
-    "autobahn WebSocketServerProtocol": (WebSocketProtocol, ("registerProducer", "STATE_CLOSED")),
+    "autobahn WebSocketServerProtocol": (WebSocketProtocol, ("registerProducer", "sendData", "STATE_CLOSED")),
     "Twisted FileDescriptor": (
         abstract.FileDescriptor,
         ("bufferSize", "pauseProducing", "resumeProducing", "registerProducer", "unregisterProducer"),
@@ -174,17 +174,23 @@ class ServingWebSocketProtocol(WebSocketProtocol):
             self._reading_paused = False
             self.transport.resumeProducing()
 
-    def serverSend(self, content, binary=False):
+    def sendData(self, data, sync=False, chopsize=None):
+        # Every frame is written here: the application's messages, but also the pongs autobahn
+        # answers pings with, so a client that pings and never reads is bounded too.
         if self._send_refused:
             return
         if self.send_backlog is not None:
-            self.send_backlog += len(content)
+            self.send_backlog += len(data)
             if self.send_backlog > SEND_BUFFER_LIMIT:
-                self._send_refused = True
-                logger.warning("WebSocket %s does not read its replies: closed with 1008.", self.client_addr)
-                self.sendCloseFrame(code=1008, reasonUtf8=SEND_BUFFER_FULL)
+                self._refuse_sends()
                 return
-        super().serverSend(content, binary)
+        super().sendData(data, sync, chopsize)
+
+    def _refuse_sends(self) -> None:
+        logger.warning("WebSocket %s does not read what it is sent: closed with 1008.", self.client_addr)
+        self.send_backlog = None  # lets the close frame itself through
+        self.sendCloseFrame(code=1008, reasonUtf8=SEND_BUFFER_FULL)
+        self._send_refused = True  # nothing more is buffered for this socket
 
     def serverClose(self, code=None):
         if code in SERVER_CLOSE_CODES:

@@ -239,7 +239,7 @@ TRUSTED_PROXIES = env.list("DJANGO_TRUSTED_PROXIES", default=[])
 
 # HTTP limits (README: "Limits"), applied by daphne while a request is read (project/http_limits.py).
 # A body over this many bytes is answered 413 as soon as that is known, without being stored.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("HTTP_MAX_BODY_BYTES", default=2_621_440)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("HTTP_MAX_BODY_BYTES", default=1_048_576)
 # Seconds for a whole request (line, headers, body) to arrive; a trickling client gets 408.
 HTTP_REQUEST_TIMEOUT = env.float("HTTP_REQUEST_TIMEOUT", default=15.0)
 # Seconds an HTTP connection may stay open sending nothing (WebSockets are not affected).

@@ -1,6 +1,6 @@
 """Loopback WebSocket clients that misbehave on purpose, and what a test reads from a daphne process.
 
-``RawWebSocket`` speaks just enough RFC 6455 to open a socket and write masked text frames; it
+``RawWebSocket`` speaks just enough RFC 6455 to open a socket and write masked text and ping frames; it
 never reads after the handshake, so it never answers a ping and its replies pile up on the server.
 Nothing here talks to anything but 127.0.0.1.
 """
@@ -46,15 +46,21 @@ class RawWebSocket:
 
     def send_text(self, text: str) -> None:
         """Write one masked text frame; raises OSError once the server has dropped the connection."""
-        payload = text.encode()
+        self._send_frame(0x1, text.encode())
+
+    def send_ping(self, payload: bytes = b"p" * 125) -> None:
+        """Write one masked ping (at most 125 bytes): the server owes a pong this client never reads."""
+        self._send_frame(0x9, payload)
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
         mask = os.urandom(4)
         length = len(payload)
         if length < 126:
-            header = bytes([0x81, 0x80 | length])
+            header = bytes([0x80 | opcode, 0x80 | length])
         elif length < 2**16:
-            header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
+            header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
         else:
-            header = bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big")
+            header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
         keystream = (mask * (length // 4 + 1))[:length]
         masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(length, "big")
         self.sock.sendall(header + mask + masked)

@@ -373,3 +373,11 @@ def test_swagger_ui_is_served_from_local_static_files(client, served_model):
     assert scripts and all(src.startswith("/static/") for src in scripts)
     for src in scripts:
         assert client.get(src).status_code == 200
+
+
+def test_a_capped_object_still_counts_every_unknown_key_and_keeps_known_ones(client, served_model):
+    # The parser keeps 64 members of a large object plus the keys a body may use; the count stays exact.
+    features = {f"x{i}": 1 for i in range(100)} | {"glucose": 120}
+    errors = assert_errors(post_json(client, PREDICT, {"features": features}))
+    assert errors["features"] == ["And 97 more unknown features."]
+    assert [key for key in errors if key.startswith("features.")] == ["features.x0", "features.x1", "features.x2"]

@@ -130,7 +130,7 @@ def test_bodies_are_bounded_in_the_error_shape_of_their_path(stack):
     # Just over the application's limit: the proxy passes it on and the application refuses it.
     near = requests.post(
         stack.base + "/api/v1/predict",
-        data=b" " * (2_621_440 + 1024),
+        data=b" " * (1_048_576 + 1024),
         headers={"Content-Type": "application/json"},
         timeout=60,
     )

@@ -10,7 +10,7 @@ import requests
 
 from .conftest import read_response
 
-LIMIT = 2_621_440
+LIMIT = 1_048_576
 STREAM_MAX = 64 * 2**20
 HEAD = "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{length}\r\n"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 from websockets.sync.client import connect
@@ -27,8 +28,19 @@ ATTACKERS = 8
 MIB = 1024
 
 
-def sends_until_dropped(clients: list[RawWebSocket], *, pace: float, limit: float) -> list[bool]:
-    """Keep every client sending BAD updates (each under the flood limit) until the server drops it."""
+def bad_update(client: RawWebSocket, seq: int) -> None:
+    client.send_text(json.dumps({"type": "update", "seq": seq, "features": BAD}))
+
+
+def ping(client: RawWebSocket, seq: int) -> None:
+    client.send_ping()
+
+
+def sends_until_dropped(
+    clients: list[RawWebSocket], *, pace: float, limit: float, send: Callable[[RawWebSocket, int], None] = bad_update
+) -> list[bool]:
+    """Keep every client sending (BAD updates by default, each under the flood limit) until the
+    server drops it."""
     dropped = [False] * len(clients)
     seq = 0
     deadline = time.monotonic() + limit
@@ -38,7 +50,7 @@ def sends_until_dropped(clients: list[RawWebSocket], *, pace: float, limit: floa
             if dropped[i]:
                 continue
             try:
-                client.send_text(json.dumps({"type": "update", "seq": seq, "features": BAD}))
+                send(client, seq)
             except OSError:  # reset by the server (a send that blocks for TIMEOUT counts too)
                 dropped[i] = True
         time.sleep(pace)
@@ -71,7 +83,7 @@ def test_a_client_that_never_reads_is_closed_when_its_replies_pile_up(server_env
             time.sleep(0.2)
         calm_client_is_answered(server)
         log = server.log()
-        assert "does not read its replies: closed with 1008" in log, log
+        assert "does not read what it is sent: closed with 1008" in log, log
         assert "Traceback" not in log, log
 
 
@@ -101,3 +113,20 @@ def test_an_unanswered_ping_closes_a_socket_that_keeps_sending(server_env):
             assert time.monotonic() < deadline, "the live gauge is back to its value"
             time.sleep(0.2)
         assert "Traceback" not in server.log(), server.log()
+
+
+def test_a_client_that_pings_and_never_reads_the_pongs_is_closed(server_env):
+    # Pongs are written by the WebSocket layer itself, not the application: the same bound holds.
+    with daphne_servers(server_env, flags=("--ping-interval", "600", "--ping-timeout", "600")) as [server]:
+        before = resident_kib(server.proc.pid)
+        clients = [RawWebSocket(server.port, "/ws/predict/") for _ in range(ATTACKERS)]
+        dropped = sends_until_dropped(clients, pace=0.0005, limit=120, send=ping)
+        peak = resident_kib(server.proc.pid)
+        for client in clients:
+            client.close()
+        assert all(dropped), "the server closes every socket that does not read its pongs"
+        assert peak - before < 100 * MIB, f"resident memory grew by {(peak - before) / MIB:.0f} MiB"
+        calm_client_is_answered(server)
+        log = server.log()
+        assert "does not read what it is sent: closed with 1008" in log, log
+        assert "Traceback" not in log, log
