@@ -534,6 +534,32 @@ async def half_open(server: DaphneServer, count: int = 500, seconds: float = 20.
     return await asyncio.to_thread(_half_open, server.port, count, seconds)
 
 
+def _post_back_to_back(
+    port: int, path: str, body: bytes | str, headers: dict[str, str], *, seconds: float, most: int
+) -> Counter:
+    """POST ``body`` to ``path`` on one keep-alive connection until ``seconds`` or ``most`` requests;
+    the count of each status (or of each exception, after which a new connection is opened)."""
+    statuses: Counter = Counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    started = time.monotonic()
+    while time.monotonic() - started < seconds and sum(statuses.values()) < most:
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            statuses[response.status] += 1
+        except (OSError, http.client.HTTPException) as exc:
+            statuses[type(exc).__name__] += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.close()
+    return statuses
+
+
+def _counts(statuses: Counter) -> str:
+    return ", ".join(f"{v} × {k}" for k, v in statuses.most_common())
+
+
 def _write_paths(port: int, seconds: float) -> list[str]:
     notes = []
     # The HTML form, with its CSRF token, back to back on one connection.
@@ -541,76 +567,31 @@ def _write_paths(port: int, seconds: float) -> list[str]:
     conn.request("GET", "/")
     response = conn.getresponse()
     page = response.read().decode()
+    conn.close()
     cookie = (response.getheader("Set-Cookie") or "").split(";", 1)[0]
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
     statuses: Counter = Counter()
-    started = time.monotonic()
-    while token and time.monotonic() - started < seconds and sum(statuses.values()) < 1000:
-        body = urllib.parse.urlencode({**PERSON, "csrfmiddlewaretoken": token.group(1)})
-        try:
-            conn.request(
-                "POST",
-                "/predict/",
-                body=body,
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "Cookie": cookie,
-                    "Referer": f"http://127.0.0.1:{port}/",
-                },
-            )
-            response = conn.getresponse()
-            response.read()
-            statuses[response.status] += 1
-        except (OSError, http.client.HTTPException) as exc:
-            statuses[type(exc).__name__] += 1
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.close()
-    notes.append(
-        f"form: {sum(statuses.values())} POSTs in {seconds:.0f} s: "
-        + ", ".join(f"{v} × {k}" for k, v in statuses.most_common())
-    )
+    if token:
+        form = urllib.parse.urlencode({**PERSON, "csrfmiddlewaretoken": token.group(1)})
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": cookie,
+            "Referer": f"http://127.0.0.1:{port}/",
+        }
+        statuses = _post_back_to_back(port, "/predict/", form, headers, seconds=seconds, most=1000)
+    notes.append(f"form: {sum(statuses.values())} POSTs in {seconds:.0f} s: {_counts(statuses)}")
+    json_headers = {"Content-Type": "application/json"}
     # V2 batches of 1,000 rows.
     rows = [[2, 120, 70, 20, 80, 31.5, 0.4, 40]] * 1000
     body = json.dumps({"inputs": [{"name": "features", "datatype": "FP64", "shape": [1000, 8], "data": rows}]}).encode()
-    statuses = Counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    started = time.monotonic()
-    while time.monotonic() - started < seconds and sum(statuses.values()) < 300:
-        try:
-            conn.request("POST", "/v2/models/diabetes/infer", body=body, headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-            statuses[response.status] += 1
-        except (OSError, http.client.HTTPException) as exc:
-            statuses[type(exc).__name__] += 1
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.close()
-    notes.append(
-        f"V2: {sum(statuses.values())} requests of 1,000 rows in {seconds:.0f} s: "
-        + ", ".join(f"{v} × {k}" for k, v in statuses.most_common())
-    )
+    statuses = _post_back_to_back(port, "/v2/models/diabetes/infer", body, json_headers, seconds=seconds, most=300)
+    notes.append(f"V2: {sum(statuses.values())} requests of 1,000 rows in {seconds:.0f} s: {_counts(statuses)}")
     # REST batches of 1,000 instances: every one of them is stored as an assessment.
     body = json.dumps({"instances": [PERSON] * 1000}).encode()
-    statuses = Counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    started = time.monotonic()
-    while time.monotonic() - started < seconds and sum(statuses.values()) < 300:
-        try:
-            conn.request("POST", "/api/v1/predict", body=body, headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-            statuses[response.status] += 1
-        except (OSError, http.client.HTTPException) as exc:
-            statuses[type(exc).__name__] += 1
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.close()
+    statuses = _post_back_to_back(port, "/api/v1/predict", body, json_headers, seconds=seconds, most=300)
     notes.append(
         f"REST: {sum(statuses.values())} requests of 1,000 instances in {seconds:.0f} s "
-        f"({statuses[200] * 1000:,} rows answered and stored): "
-        + ", ".join(f"{v} × {k}" for k, v in statuses.most_common())
+        f"({statuses[200] * 1000:,} rows answered and stored): {_counts(statuses)}"
     )
     return notes
 
