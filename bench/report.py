@@ -194,19 +194,14 @@ def _mlserver_lines(comparison: dict) -> list[str]:
         return [*lines, f"Skipped in this run: {comparison['skipped']}", ""]
     ours, theirs = comparison["this project"], comparison["MLServer"]
     versions = comparison.get("mlserver_versions") or {}
+
+    def timed(label: str, key: str, stat: str) -> tuple[str, str, str, float]:
+        mine, other = getattr(ours[key], stat), getattr(theirs[key], stat)
+        return label, _ms(mine), _ms(other), mine / other
+
     rows = [
-        (
-            "V2 infer, 1 row, one connection: median",
-            _ms(ours["one_row"].median),
-            _ms(theirs["one_row"].median),
-            ours["one_row"].median / theirs["one_row"].median,
-        ),
-        (
-            "V2 infer, 1 row, one connection: p99",
-            _ms(ours["one_row"].p99),
-            _ms(theirs["one_row"].p99),
-            ours["one_row"].p99 / theirs["one_row"].p99,
-        ),
+        timed("V2 infer, 1 row, one connection: median", "one_row", "median"),
+        timed("V2 infer, 1 row, one connection: p99", "one_row", "p99"),
         (
             "server CPU per 1-row request",
             f"{ours['cpu_ms']:.2f} ms",
@@ -219,18 +214,8 @@ def _mlserver_lines(comparison: dict) -> list[str]:
             f"{theirs['throughput']:,.0f} /s",
             ours["throughput"] / theirs["throughput"],
         ),
-        (
-            "V2 infer, 1000 rows, one connection: median",
-            _ms(ours["batch"].median),
-            _ms(theirs["batch"].median),
-            ours["batch"].median / theirs["batch"].median,
-        ),
-        (
-            "V2 infer, 1000 rows, one connection: p99",
-            _ms(ours["batch"].p99),
-            _ms(theirs["batch"].p99),
-            ours["batch"].p99 / theirs["batch"].p99,
-        ),
+        timed("V2 infer, 1000 rows, one connection: median", "batch", "median"),
+        timed("V2 infer, 1000 rows, one connection: p99", "batch", "p99"),
     ]
     rest = comparison["rest"]
     lines += [
