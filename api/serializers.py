@@ -16,6 +16,7 @@ from ml_engine.schema import (
     CLINICAL_CUTOFFS,
     FEATURE_KEYS,
     FEATURES,
+    MAX_UNKNOWN_REPORTED,
     WARNING_CODES,
     Feature,
     FeatureValidationError,
@@ -28,9 +29,10 @@ from ml_engine.services import MAX_INSTANCES
 # when it caps an object with too many members (api.drf.CappedObject).
 BODY_KEYS = frozenset(FEATURE_KEYS) | {"features", "instances", "outcome"}
 
-# At most this many unknown keys are named in an error; the rest are counted ("and N more"), so
-# an object with 200,000 unknown keys costs one pass over its keys and a small 400 body.
-MAX_NAMED_UNKNOWN = 3
+# At most this many unknown keys are named in an error, as on the live socket (the schema's bound);
+# the rest are counted ("and N more"), so an object with 200,000 unknown keys costs one pass over
+# its keys and a small 400 body.
+MAX_NAMED_UNKNOWN = MAX_UNKNOWN_REPORTED
 
 
 def safe_key(key: Any, limit: int = 40) -> str:

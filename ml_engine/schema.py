@@ -301,7 +301,7 @@ def clean_features(raw: Any, *, allow_empty: bool = False) -> dict[str, float | 
                 name = _truncate(key if isinstance(key, str) else repr(key), 40)
                 errors[name] = [f"Unknown feature {name}; expected one of: {', '.join(FEATURE_KEYS)}."]
     if unknown > MAX_UNKNOWN_REPORTED:
-        more = f"And {unknown - MAX_UNKNOWN_REPORTED} more unknown features."  # the words of api/serializers.py
+        more = f"And {unknown - MAX_UNKNOWN_REPORTED} more unknown features."  # the words of the REST API's errors too
         errors.setdefault("non_field_errors", []).append(more)
     cleaned: dict[str, float | None] = {}
     for feature in FEATURES:
