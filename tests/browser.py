@@ -77,3 +77,17 @@ def shot(page, name: str, *, full_page: bool = True) -> None:
     if SCREENSHOT_DIR:
         Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOT_DIR) / f"{name}.png"), full_page=full_page)
+
+
+def open_live_page(page, server, query: str = "") -> None:
+    """Open the live page of ``server`` (a DaphneServer; ``query`` such as "?board=lobby") and
+    wait until its socket is connected."""
+    page.goto(f"{server.http}/{query}")
+    page.wait_for_selector("#live-status[data-state='connected']")
+
+
+def open_kiosk_page(page, server, board: str = "") -> None:
+    """Open the kiosk page of ``server`` (the default board unless ``board`` is named) and wait
+    until its socket is open."""
+    page.goto(f"{server.http}/kiosk/{board}/" if board else f"{server.http}/kiosk/")
+    page.wait_for_selector("#kiosk-connection[data-state='open']")

@@ -62,6 +62,19 @@ def served_model(db, model_dir):
 
 
 @pytest.fixture
+def no_active_model(served_model):
+    """No model version is active and none is loaded in this process (what a fresh database
+    looks like); the next test loads its own again."""
+    from ml_engine.models import ModelVersion
+    from ml_engine.registry import active_model
+
+    ModelVersion.objects.update(is_active=False)
+    active_model.reset()
+    yield
+    active_model.reset()
+
+
+@pytest.fixture
 def outcomes_key(db):
     """Test-client headers carrying a fresh API key with the outcomes scope."""
     from api.models import ApiKey

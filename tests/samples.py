@@ -26,3 +26,11 @@ PERSON_ROW = [float(value) for value in PERSON.values()]
 # Seconds a test waits for something that normally takes milliseconds: an upper bound for a
 # shared, busy machine, never a measurement (tests check behaviour, not time).
 TIMEOUT = 30
+
+# The official images the compose stack is built from (docker-compose.yml's defaults).
+OFFICIAL_IMAGES = {
+    "PYTHON_IMAGE": "python:3.11-slim",
+    "REDIS_IMAGE": "redis:7-alpine",
+    "POSTGRES_IMAGE": "postgres:16-alpine",
+    "PROXY_IMAGE": "nginx:1.27-alpine",
+}

@@ -37,14 +37,6 @@ def test_settings_reader_finds_the_documented_variables():
     assert not undocumented, f"README does not document {undocumented}"
 
 
-OFFICIAL_IMAGES = {
-    "PYTHON_IMAGE": "python:3.11-slim",
-    "REDIS_IMAGE": "redis:7-alpine",
-    "POSTGRES_IMAGE": "postgres:16-alpine",
-    "PROXY_IMAGE": "nginx:1.27-alpine",
-}
-
-
 def test_compose_has_proxy_web_migrate_redis_and_db_with_health_checks(compose):
     services = compose["services"]
     assert set(services) == {"proxy", "web", "migrate", "redis", "db"}

@@ -11,7 +11,7 @@ from django.test import Client
 
 from api.models import ApiKey
 from ml_engine.models import Assessment, OutcomeChange
-from tests.samples import PERSON
+from tests.samples import PERSON, PERSON_ROW
 
 PREDICT = "/api/v1/predict"
 # The admin change form's (read-only) audit inline still posts its management form.
@@ -148,9 +148,7 @@ def test_staff_change_an_outcome_in_the_admin_with_an_audit_row(client, assessme
 
 
 V2_INFER = "/v2/models/diabetes/infer"
-V2_BODY = {
-    "inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8], "data": [2, 148, 72, 35, 120, 33.6, 0.6, 50]}]
-}
+V2_BODY = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8], "data": PERSON_ROW}]}
 
 
 def test_predictions_are_open_by_default(client, served_model, post_json):

@@ -49,13 +49,8 @@ def test_readyz_ok_with_model_database_and_channel_layer(client, served_model):
     }
 
 
-def test_readyz_is_503_without_a_model(client, served_model):
-    ModelVersion.objects.update(is_active=False)
-    active_model.reset()
-    try:
-        response = client.get("/readyz")
-    finally:
-        active_model.reset()
+def test_readyz_is_503_without_a_model(client, no_active_model):
+    response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"

@@ -4,8 +4,7 @@ import re
 import pytest
 
 from ml_engine.inference import AdditiveModel
-from ml_engine.models import Assessment, ModelVersion
-from ml_engine.registry import active_model
+from ml_engine.models import Assessment
 from ml_engine.schema import FEATURE_KEYS, FEATURES
 from ml_engine.services import MAX_INSTANCES, predict, predict_many
 from tests.samples import PERSON
@@ -211,16 +210,11 @@ def test_get_on_predict_is_405_in_the_contract_shape(client, served_model, asser
     assert "GET" in errors["non_field_errors"][0]
 
 
-def test_no_model_is_503_with_a_clear_error(client, served_model, post_json, assert_errors):
-    ModelVersion.objects.update(is_active=False)
-    active_model.reset()
-    try:
-        errors = assert_errors(post_json(client, PREDICT, {"features": PERSON}), status=503)
-        assert "No model is active" in errors["non_field_errors"][0]
-        errors = assert_errors(client.get("/api/v1/model"), status=503)
-        assert "No model is active" in errors["non_field_errors"][0]
-    finally:
-        active_model.reset()
+def test_no_model_is_503_with_a_clear_error(client, no_active_model, post_json, assert_errors):
+    errors = assert_errors(post_json(client, PREDICT, {"features": PERSON}), status=503)
+    assert "No model is active" in errors["non_field_errors"][0]
+    errors = assert_errors(client.get("/api/v1/model"), status=503)
+    assert "No model is active" in errors["non_field_errors"][0]
     assert not Assessment.objects.exists()
 
 

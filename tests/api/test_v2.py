@@ -6,8 +6,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ml_engine.models import Assessment, ModelVersion
-from ml_engine.registry import active_model
+from ml_engine.models import Assessment
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.services import MAX_INSTANCES, predict
 from tests.servers import daphne_servers
@@ -197,16 +196,11 @@ def test_wrong_method_is_405(client, served_model):
     assert_v2_error(client.get(INFER), status=405)
 
 
-def test_no_model_is_503(client, served_model):
-    ModelVersion.objects.update(is_active=False)
-    active_model.reset()
-    try:
-        assert client.get("/v2/health/live").status_code == 200
-        assert client.get("/v2/health/ready").status_code == 503
-        assert client.get("/v2/models/diabetes/ready").status_code == 503
-        assert "No model" in assert_v2_error(infer(client, request_for(ROWS)), status=503)
-    finally:
-        active_model.reset()
+def test_no_model_is_503(client, no_active_model):
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 503
+    assert client.get("/v2/models/diabetes/ready").status_code == 503
+    assert "No model" in assert_v2_error(infer(client, request_for(ROWS)), status=503)
 
 
 @pytest.mark.slow

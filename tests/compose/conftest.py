@@ -18,17 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.samples import OFFICIAL_IMAGES
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROJECT = "diabetes-compose-test"
-OFFICIAL = {
-    "PYTHON_IMAGE": "python:3.11-slim",
-    "REDIS_IMAGE": "redis:7-alpine",
-    "POSTGRES_IMAGE": "postgres:16-alpine",
-    "PROXY_IMAGE": "nginx:1.27-alpine",
-}
 # A throttle small enough to exhaust in a few dozen requests (README: "Docker Compose").
 THROTTLE = "25/hour"
 START_TIMEOUT = 900  # seconds for build, migrate, first training and both replicas healthy
@@ -79,22 +74,24 @@ def compose_command() -> list[str]:
 
 def base_images() -> tuple[dict[str, str], bool]:
     """The official images when present or pullable, else the Debian stand-ins (built when missing)."""
-    chosen = {name: os.environ[name] for name in OFFICIAL if os.environ.get(name)}
-    if len(chosen) == len(OFFICIAL):
+    chosen = {name: os.environ[name] for name in OFFICIAL_IMAGES if os.environ.get(name)}
+    if len(chosen) == len(OFFICIAL_IMAGES):
         return chosen, False
     official = all(
         run("docker", "image", "inspect", image, check=False, quiet=True).returncode == 0
         or run("docker", "pull", "-q", image, check=False, quiet=True, timeout=300).returncode == 0
-        for name, image in OFFICIAL.items()
+        for name, image in OFFICIAL_IMAGES.items()
         if name not in chosen
     )
     if official:
-        return {**OFFICIAL, **chosen}, False
+        return {**OFFICIAL_IMAGES, **chosen}, False
     log("official base images cannot be pulled here: using stand-ins built from Debian packages")
     started = time.monotonic()
     out = run("bash", "docker/standin/build.sh", timeout=1800).stdout
     log(f"stand-in images ready in {time.monotonic() - started:.0f} s")
-    standins = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and line.split("=")[0] in OFFICIAL)
+    standins = dict(
+        line.split("=", 1) for line in out.splitlines() if "=" in line and line.split("=")[0] in OFFICIAL_IMAGES
+    )
     return {**standins, **chosen}, True
 
 

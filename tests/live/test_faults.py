@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.browser import watch
+from tests.browser import open_kiosk_page, open_live_page, watch
 from tests.samples import TIMEOUT
 from tests.servers import DaphneServer, ask, daphne_servers
 
@@ -87,16 +87,14 @@ def test_daphne_restarted_on_the_same_port(server_env, new_page):
     server = DaphneServer(server_env).start()
     try:
         kiosk = watched_page(new_page, seen)
-        kiosk.goto(f"{server.http}/kiosk/restart/")
-        kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
+        open_kiosk_page(kiosk, server, "restart")
         page = watched_page(new_page, seen)
 
         def on_socket(socket) -> None:
             socket.on("framereceived", lambda payload: frames.append(json.loads(payload)))
 
         page.on("websocket", on_socket)
-        page.goto(f"{server.http}/?board=restart")
-        page.wait_for_selector("#live-status[data-state='connected']")
+        open_live_page(page, server, "?board=restart")
         page.type("#id_glucose", "173.25", delay=20)
         page.type("#id_bmi", "41.37", delay=20)
         page.type("#id_age", "67", delay=20)

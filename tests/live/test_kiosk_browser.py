@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser import TIMEOUT_MS, watch
+from tests.browser import TIMEOUT_MS, open_kiosk_page, open_live_page, watch
 from tests.servers import daphne_servers
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -22,13 +22,11 @@ def test_a_tile_appears_and_updates_as_someone_types(server_env, new_page):
     with daphne_servers(server_env) as [server]:
         kiosk = new_page(viewport={"width": 1600, "height": 900})
         seen = watch(kiosk)
-        kiosk.goto(f"{server.http}/kiosk/")
-        kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
+        open_kiosk_page(kiosk, server)
         assert kiosk.is_visible("#kiosk-empty")
 
         person = new_page()
-        person.goto(f"{server.http}/?board=lobby")
-        person.wait_for_selector("#live-status[data-state='connected']")
+        open_live_page(person, server, "?board=lobby")
         person.type("#id_glucose", "180", delay=30)
         person.type("#id_bmi", "38", delay=30)
         person.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
@@ -63,8 +61,7 @@ def test_the_board_is_marked_stale_when_heartbeats_stop_and_live_again_after(ser
     with daphne_servers(server_env) as [server]:
         kiosk = new_page(bypass_csp=False, viewport={"width": 1280, "height": 800})
         seen = watch(kiosk)
-        kiosk.goto(f"{server.http}/kiosk/stale/")
-        kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
+        open_kiosk_page(kiosk, server, "stale")
         assert kiosk.is_hidden("#kiosk-stale")
 
         # Frozen, the server keeps the socket open but sends nothing: no heartbeat.

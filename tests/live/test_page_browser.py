@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser import TIMEOUT_MS, shot, watch
+from tests.browser import TIMEOUT_MS, open_live_page, shot, watch
 from tests.servers import daphne_servers
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -24,8 +24,7 @@ def browser_page(server_env, new_page):
 
 def test_typing_updates_the_risk_live_without_submitting(browser_page):
     server, page, seen = browser_page
-    page.goto(f"{server.http}/")
-    page.wait_for_selector("#live-status[data-state='connected']")
+    open_live_page(page, server)
     assert page.is_visible("#live-panel")
     assert page.get_attribute("#live-risk", "aria-live") == "polite"
     assert page.text_content("#live-risk-value").strip() == "–"
@@ -69,8 +68,7 @@ def test_typing_updates_the_risk_live_without_submitting(browser_page):
 
 def test_the_submit_button_still_leads_to_the_result_page(browser_page):
     server, page, seen = browser_page
-    page.goto(f"{server.http}/")
-    page.wait_for_selector("#live-status[data-state='connected']")
+    open_live_page(page, server)
     page.type("#id_glucose", "148", delay=20)
     page.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
     live_risk = page.text_content("#live-risk-value").strip()
@@ -84,8 +82,7 @@ def test_the_submit_button_still_leads_to_the_result_page(browser_page):
 
 def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
     server, page, seen = browser_page
-    page.goto(f"{server.http}/")
-    page.wait_for_selector("#live-status[data-state='connected']")
+    open_live_page(page, server)
     page.type("#id_glucose", "160", delay=20)
     page.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
     before = page.text_content("#live-risk-value")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import TIMEOUT_MS, axe_violations, page_width_overflow, shot
+from tests.browser import TIMEOUT_MS, axe_violations, open_kiosk_page, open_live_page, page_width_overflow, shot
 from tests.servers import DaphneServer, ServerEnv
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -50,11 +50,6 @@ def pages(browser):
     yield opened
     for page in opened.values():
         page.close()
-
-
-def open_live_page(page, server) -> None:
-    page.goto(f"{server.http}/")
-    page.wait_for_selector("#live-status[data-state='connected']")
 
 
 def wait_fresh(page) -> None:
@@ -165,8 +160,7 @@ def test_nothing_scrolls_sideways_at_320_px_and_the_kiosk_fills_big_screens(serv
         ({"width": 800, "height": 1280}, "kiosk-tablet"),
     ):
         page.set_viewport_size(viewport)
-        page.goto(f"{server.http}/kiosk/lobby/")
-        page.wait_for_selector("#kiosk-connection[data-state='open']")
+        open_kiosk_page(page, server, "lobby")
         assert page_width_overflow(page) <= 0, name
         height = page.evaluate("document.documentElement.scrollHeight")
         assert height >= viewport["height"], name  # fills the screen

@@ -198,12 +198,7 @@ def test_kiosk_has_a_join_link_and_a_qr_code(client, served_model):
     assert "<script>" not in html
 
 
-def test_model_missing_gives_503_not_500(client, db):
-    from ml_engine.models import ModelVersion
-    from ml_engine.registry import active_model
-
-    ModelVersion.objects.update(is_active=False)
-    active_model.reset()
+def test_model_missing_gives_503_not_500(client, no_active_model):
     response = client.post("/predict/", VALID)
     assert response.status_code == 503
     assert "manage.py train" in response.content.decode()

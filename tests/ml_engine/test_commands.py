@@ -137,9 +137,7 @@ def test_train_quick_cross_validates_only_the_served_candidate(served_model):
     assert newest.metadata["cv"]["repeats"] == 1
 
 
-def test_ensure_model_trains_quickly_when_none_is_active_and_says_so(served_model):
-    ModelVersion.objects.update(is_active=False)
-    active_model.reset()
+def test_ensure_model_trains_quickly_when_none_is_active_and_says_so(served_model, no_active_model):
     out = io.StringIO()
     call_command("ensure_model", stdout=out)
     text = out.getvalue()

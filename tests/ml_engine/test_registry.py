@@ -18,9 +18,7 @@ from ml_engine.registry import (
 )
 
 
-def test_no_active_model_says_what_to_do(db):
-    ModelVersion.objects.update(is_active=False)
-    active_model.reset()
+def test_no_active_model_says_what_to_do(no_active_model):
     with pytest.raises(ModelUnavailable, match=r"manage\.py train"):
         services.predict(features={"glucose": 100})
 
