@@ -333,6 +333,8 @@ def model_overview(*, history: int = 20) -> dict[str, Any]:
             for feature in FEATURES
         ],
         "metrics": meta.get("metrics", {}),
+        # None for versions stored before pooled calibration existed (README: "The model").
+        "calibration": meta.get("calibration"),
         "versions": [
             {
                 "version": record.version,

@@ -18,8 +18,11 @@ def test_train_compares_every_candidate_with_a_progress_bar(served_model):
     text = out.getvalue()
     assert "Cross-validating 4 candidates" in text
     assert "20/20" in text and "fit" in text  # tqdm's bar: 4 candidates x 5 folds
-    for name in ("logistic_spline", "logistic", "random_forest", "gradient_boosting", "roc_auc", "brier", "ece"):
+    for name in ("logistic_spline", "logistic", "random_forest", "gradient_boosting", "roc_auc", "brier"):
         assert name in text
+    # Calibration on pooled out-of-fold risks beside its noise floor; no per-fold ECE.
+    assert "ECE pooled (floor)" in text and "a perfectly calibrated model with these risks shows" in text
+    assert "calibration slope" in text and "reliability" in text and "resolution" in text
     assert "stored, not active" in text
     # --no-activate left the served version alone
     assert ModelVersion.objects.get(is_active=True).version == served_model.version

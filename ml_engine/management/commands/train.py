@@ -25,6 +25,23 @@ class _Unterminated:
         self.out.flush()
 
 
+def calibration_lines(c: dict) -> list[str]:
+    """The served candidate's calibration figures in words (README: "The model")."""
+    floor, slope, intercept, b = c["ece_floor"], c["slope"], c["intercept"], c["brier"]
+    return [
+        f"\nCalibration of the served candidate: its out-of-fold risks pooled per repeat ({c['rows']} rows, "
+        f"mean over {c['repeats']} repeat(s)); {c['binning']}.",
+        f"  ECE {c['ece']:.4f} (repeats {c['ece_range'][0]:.4f}–{c['ece_range'][1]:.4f}); a perfectly calibrated "
+        f"model with these risks shows {floor['mean']:.4f} on average, {floor['p95']:.4f} at the 95th percentile "
+        f"(noise floor, {floor['draws']} simulated outcome sets, seed {floor['seed']})",
+        f"  calibration slope {slope['estimate']:.3f} (95 % interval {slope['low']:.3f} to {slope['high']:.3f}), "
+        f"intercept {intercept['estimate']:.3f} ({intercept['low']:.3f} to {intercept['high']:.3f}); "
+        "calibrated is slope 1, intercept 0",
+        f"  Brier {b['brier']:.4f} = reliability {b['reliability']:.4f} − resolution {b['resolution']:.4f} "
+        f"+ uncertainty {b['uncertainty']:.4f} + within-bin {b['within_bin']:.4f}",
+    ]
+
+
 class Command(BaseCommand):
     help = "Train a model with repeated stratified cross-validation, store it as a new version and activate it."
 
@@ -90,19 +107,30 @@ class Command(BaseCommand):
                 f"{data['extra_rows']} assessments with an outcome ({sources['api_key']} recorded with an API key, "
                 f"{sources['staff']} by staff); left out: {sources['unverified']} outcomes of unknown origin."
             )
-        header = f"{'candidate':<18} {'additive':<8} " + " ".join(f"{m:>16}" for m in METRIC_NAMES)
+        # Per-fold means ± standard deviations, and calibration on pooled out-of-fold risks beside
+        # its noise floor (README: "The model").
+        header = (
+            f"{'candidate':<18} {'additive':<8} "
+            + " ".join(f"{m:>16}" for m in METRIC_NAMES)
+            + f" {'ECE pooled (floor)':>19}"
+        )
         self.stdout.write("\n" + header + "\n" + "-" * len(header))
+        summaries = outcome.metadata["candidates"]
         for result in outcome.results:
             marker = "*" if result is outcome.chosen else " "
             cells = " ".join(f"{result.mean(m):>8.4f} ± {result.std(m):.4f}" for m in METRIC_NAMES)
+            pooled = summaries[result.candidate.name]
             self.stdout.write(
                 f"{result.candidate.name + marker:<18} {'yes' if result.candidate.additive else 'no':<8} {cells}"
+                f" {pooled['ece_pooled']:>10.4f} ({pooled['ece_floor']:.4f})"
             )
         self.stdout.write(
             f"\n* served: {outcome.chosen.candidate.name} — {outcome.chosen.candidate.description}"
             f"\nthreshold {outcome.metadata['threshold']} (Youden's J on out-of-fold risks);"
             f" bands {outcome.metadata['bands']}"
         )
+        for line in calibration_lines(outcome.metadata["calibration"]):
+            self.stdout.write(line)
         if options["from_db"] and gate is not None:
             self.stdout.write("\nActivation check: " + GATE_RULE)
             for name, value in gate["measures"].items():
