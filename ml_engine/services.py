@@ -314,6 +314,15 @@ def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
     )
 
 
+# Per-fold ECE, stored by versions trained before pooled calibration, is never shown: on 154-row
+# folds it measured the fold size, not the model (README: "The model").
+_FOLD_ECE = ("ece", "ece_std")
+
+
+def _shown_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in metrics.items() if key not in _FOLD_ECE}
+
+
 def model_overview(*, history: int = 20) -> dict[str, Any]:
     """What the active model is: schema with training ranges, metrics, threshold, bands, and the
     stored versions and activations (newest first, at most ``history`` of each). Raises
@@ -332,7 +341,7 @@ def model_overview(*, history: int = 20) -> dict[str, Any]:
             {**feature.as_dict(), "train_min": ranges[feature.key][0], "train_max": ranges[feature.key][1]}
             for feature in FEATURES
         ],
-        "metrics": meta.get("metrics", {}),
+        "metrics": _shown_metrics(meta.get("metrics", {})),
         # None for versions stored before pooled calibration existed (README: "The model").
         "calibration": meta.get("calibration"),
         "versions": [
@@ -342,7 +351,7 @@ def model_overview(*, history: int = 20) -> dict[str, Any]:
                 "algorithm": record.algorithm,
                 "active": record.is_active,
                 "activated_at": record.activated_at,
-                "metrics": record.metrics,
+                "metrics": _shown_metrics(record.metrics),
             }
             for record in ModelVersion.objects.order_by("-created_at")[:history]
         ],
