@@ -18,48 +18,17 @@ from ml_engine.schema import FEATURES
 from ml_engine.training import load_dataset
 
 
-def store_people(rows: range, *, source: str | None = "api_key") -> None:
-    """Store CSV people as assessments, with their real outcome recorded by ``source`` (None: no outcome)."""
-    data = load_dataset()
-    Assessment.objects.bulk_create(
-        Assessment(
-            interface="rest",
-            features={f.key: None if x != x else float(x) for f, x in zip(FEATURES, data.X[i], strict=True)},
-            risk=0.5,
-            band="high",
-            label=1,
-            model_version="v",
-            outcome=None if source is None else int(data.y[i]),
-            outcome_source=source or "",
-        )
-        for i in rows
-    )
-
-
 @pytest.fixture
-def other_version(served_model, db):
+def other_version(served_model, store_study_people):
     """A second, different version: trained with 40 more (duplicated, flipped) database rows, not active."""
-    data = load_dataset()
-    Assessment.objects.bulk_create(
-        Assessment(
-            interface="rest",
-            features={f.key: None if x != x else float(x) for f, x in zip(FEATURES, data.X[i], strict=True)},
-            risk=0.5,
-            band="high",
-            label=1,
-            model_version="v",
-            outcome=int(1 - data.y[i]),
-            outcome_source="staff",
-        )
-        for i in range(40)
-    )
+    store_study_people(range(40), source="staff", flipped=True)
     record, _ = services.model_train(quick=True, from_db=True, activate=False)
     Assessment.objects.all().delete()
     return record.version
 
 
-def test_a_version_against_itself_agrees_exactly(served_model):
-    store_people(range(50))
+def test_a_version_against_itself_agrees_exactly(served_model, store_study_people):
+    store_study_people(range(50))
     c = versions_compare(a=served_model.version, b=served_model.version, draws=50)
     assert c.assessments == 50 and c.mean_abs_difference == 0 and c.band_flips == 0 and c.band_flip_share == 0
     assert c.outcomes == 50 and c.enough_outcomes
@@ -67,10 +36,10 @@ def test_a_version_against_itself_agrees_exactly(served_model):
         assert figure.difference.estimate == 0 and figure.difference.low == 0 and figure.difference.high == 0
 
 
-def test_two_versions_on_trusted_outcomes(served_model, other_version):
-    store_people(range(100, 220))  # 120 with a key-recorded outcome
-    store_people(range(300, 340), source="unverified")  # outcomes of unknown origin: not used
-    store_people(range(400, 440), source=None)  # no outcome: agreement only
+def test_two_versions_on_trusted_outcomes(served_model, other_version, store_study_people):
+    store_study_people(range(100, 220))  # 120 with a key-recorded outcome
+    store_study_people(range(300, 340), source="unverified")  # outcomes of unknown origin: not used
+    store_study_people(range(400, 440), source=None)  # no outcome: agreement only
     c = versions_compare(a=served_model.version, b=other_version, draws=200, seed=1)
     assert c.assessments == 200 and c.outcomes == 120
     data = load_dataset()
@@ -94,16 +63,16 @@ def test_two_versions_on_trusted_outcomes(served_model, other_version):
     assert versions_compare(a=served_model.version, b=other_version, draws=200, seed=1) == c
 
 
-def test_the_most_recent_assessments_only(served_model):
-    store_people(range(60))
+def test_the_most_recent_assessments_only(served_model, store_study_people):
+    store_study_people(range(60))
     c = versions_compare(a=served_model.version, b=served_model.version, limit=10, draws=20)
     assert c.assessments == 10 and c.limit == 10
     with pytest.raises(ValueError):
         versions_compare(a=served_model.version, b=served_model.version, limit=10**6)
 
 
-def test_too_few_outcomes_are_named_not_estimated(served_model):
-    store_people(range(MIN_OUTCOMES - 1))
+def test_too_few_outcomes_are_named_not_estimated(served_model, store_study_people):
+    store_study_people(range(MIN_OUTCOMES - 1))
     c = versions_compare(a=served_model.version, b=served_model.version)
     assert c.outcomes == MIN_OUTCOMES - 1 and not c.enough_outcomes and c.figures == []
     assert "Too few recorded outcomes" in c.note and str(MIN_OUTCOMES) in c.note
@@ -131,8 +100,8 @@ def test_paired_bootstrap_is_seeded_and_paired():
     assert all(f.difference.low == f.difference.high == 0 for f in paired_bootstrap(y, p, p, draws=50))
 
 
-def test_the_command_prints_agreement_and_figures(served_model, other_version):
-    store_people(range(100, 160))
+def test_the_command_prints_agreement_and_figures(served_model, other_version, store_study_people):
+    store_study_people(range(100, 160))
     out = io.StringIO()
     call_command("models", "compare", served_model.version, other_version, "--bootstrap", "50", stdout=out)
     text = out.getvalue()
@@ -144,8 +113,8 @@ def test_the_command_prints_agreement_and_figures(served_model, other_version):
     assert "Only 60 outcomes" in text
 
 
-def test_the_command_says_when_outcomes_are_too_few(served_model):
-    store_people(range(5))
+def test_the_command_says_when_outcomes_are_too_few(served_model, store_study_people):
+    store_study_people(range(5))
     out = io.StringIO()
     call_command("models", "compare", served_model.version, served_model.version, stdout=out)
     assert "Too few recorded outcomes for AUC, Brier or calibration: 5 (at least 30" in out.getvalue()

@@ -13,38 +13,18 @@ from sklearn.base import clone
 
 from ml_engine import services
 from ml_engine.models import Assessment, ModelVersion
-from ml_engine.schema import FEATURES
 from ml_engine.training import load_dataset
 from tests.samples import PERSON
 
 KEY = services.Recorder(source="api_key", name="key:clinic (abc)")
 
 
-def poison(rows: int = 600) -> None:
-    """Record, with a valid key, the CSV's own people with their outcomes flipped."""
-    data = load_dataset()
-    Assessment.objects.bulk_create(
-        Assessment(
-            interface="rest",
-            features={f.key: None if x != x else float(x) for f, x in zip(FEATURES, data.X[i], strict=True)},
-            risk=0.5,
-            band="high",
-            label=1,
-            model_version="v",
-            outcome=int(1 - data.y[i]),
-            outcome_source="api_key",
-            outcome_recorded_by="key:clinic (abc)",
-        )
-        for i in range(rows)
-    )
-
-
 def newest() -> ModelVersion:
     return ModelVersion.objects.order_by("-created_at").first()
 
 
-def test_a_poisoned_retrain_is_stored_but_not_activated(served_model):
-    poison()
+def test_a_poisoned_retrain_is_stored_but_not_activated(served_model, store_study_people):
+    store_study_people(range(600), flipped=True, recorded_by="key:clinic (abc)")  # poisoned outcomes
     out = io.StringIO()
     call_command("train", "--quick", "--from-db", stdout=out)
     text = out.getvalue()
@@ -64,8 +44,8 @@ def test_a_poisoned_retrain_is_stored_but_not_activated(served_model):
     assert m["log_loss_difference"] > 0.01 and m["log_loss_worse_folds"] == 5 and m["moved_share"] > 0.05
 
 
-def test_force_activates_and_is_recorded(served_model):
-    poison()
+def test_force_activates_and_is_recorded(served_model, store_study_people):
+    store_study_people(range(600), flipped=True, recorded_by="key:clinic (abc)")  # poisoned outcomes
     out = io.StringIO()
     call_command("train", "--quick", "--from-db", "--force", stdout=out)
     stored = newest()
@@ -127,8 +107,7 @@ def test_a_worse_algorithm_is_refused_on_the_same_folds(served_model):
     assert gate.passed and gate.measures["log_loss_difference"] == 0 and gate.reasons == []
 
 
-def test_with_no_active_version_there_is_nothing_to_compare(served_model):
-    ModelVersion.objects.update(is_active=False)
+def test_with_no_active_version_there_is_nothing_to_compare(no_active_model):
     out = io.StringIO()
     call_command("train", "--quick", stdout=out)
     assert newest().is_active
