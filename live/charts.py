@@ -168,6 +168,24 @@ def interfaces(served: Served, *, width: float = 100.0) -> list[dict[str, Any]]:
     ]
 
 
+def versions(served: Served) -> list[dict[str, Any]]:
+    """Predictions per model version and interface: with a canary, the share each version answered."""
+    table: dict[str, dict[str, int]] = {}
+    for version, interface, n in served.versions:
+        table.setdefault(version, dict.fromkeys(INTERFACES, 0))[interface] = n
+    total = served.total
+    rows = [
+        {
+            "version": version,
+            "counts": [by_interface.get(name, 0) for name in INTERFACES],
+            "total": sum(by_interface.values()),
+            "share": percent(sum(by_interface.values()) / total) if total else "",
+        }
+        for version, by_interface in table.items()
+    ]
+    return sorted(rows, key=lambda row: -row["total"])
+
+
 def reliability(calibration: Calibration, *, size: float = 200.0) -> dict[str, Any]:
     """Observed share against mean served risk per bin, with each bin's count as text."""
     points = [
@@ -205,6 +223,7 @@ def page_context(report: MonitorReport) -> dict[str, Any]:
         "bands": bands_by_day(report.served),
         "tenths": tenths(report.served),
         "interfaces": interfaces(report.served),
+        "versions": versions(report.served),
         "reliability": reliability(report.calibration),
         "psi_stable": PSI_STABLE,
         "psi_major": PSI_MAJOR,

@@ -73,6 +73,9 @@ def test_staff_see_drift_counts_and_calibration(staff, served_model):
     assert "On the 30 stored assessments with a recorded outcome" in text
     assert '<desc id="bands-desc">' in text and '<desc id="tenths-desc">' in text
     assert PredictionCount.objects.filter(interface="ws").exists()
+    versions = re.search(r"<code>([^<]+)</code></th>((?:<td[^>]*>[^<]*</td>)+)</tr>", text)
+    assert versions and versions[1] == served_model.version
+    assert re.findall(r">([^<]*)</td>", versions[2]) == ["0", "120", "0", "1", "121 (100.0\u00a0%)"]
 
 
 def test_metrics_carry_the_drift_gauges_for_8_features_and_2_windows(client, served_model, settings):
