@@ -256,9 +256,13 @@ class Calibration:
 
 
 def calibration(*, now: datetime) -> Calibration:
-    """Reliability of the served risks over the retention period (every stored outcome)."""
+    """Reliability of the served risks over the retention period, on the outcomes recorded with an
+    API key or by staff (the ones `train --from-db` trusts; README: "Access and roles")."""
+    from .services import TRUSTED_OUTCOME_SOURCES
+
     since = now - timedelta(days=settings.ASSESSMENT_RETENTION_DAYS)
-    bins = [ReliabilityBin(**row) for row in selectors.assessment_reliability(since=since, bins=RELIABILITY_BINS)]
+    rows = selectors.assessment_reliability(since=since, sources=TRUSTED_OUTCOME_SOURCES, bins=RELIABILITY_BINS)
+    bins = [ReliabilityBin(**row) for row in rows]
     return Calibration(since=since, bins=bins)
 
 

@@ -90,8 +90,9 @@ def assessment_risks_by_day(*, since: datetime) -> list[dict[str, Any]]:
     return list(rows)
 
 
-def assessment_reliability(*, since: datetime, bins: int = 10) -> list[dict[str, Any]]:
-    """Assessments from ``since`` on with a recorded outcome, in ``bins`` equal-width risk bins:
+def assessment_reliability(*, since: datetime, sources: Sequence[str], bins: int = 10) -> list[dict[str, Any]]:
+    """Assessments from ``since`` on with an outcome recorded by one of ``sources``, in ``bins``
+    equal-width risk bins:
     per bin the count, the mean risk and the share that developed diabetes (``None`` for an empty
     bin). One aggregate query; the answer has ``bins`` rows whatever the number of outcomes."""
     aggregates: dict[str, Any] = {}
@@ -101,7 +102,8 @@ def assessment_reliability(*, since: datetime, bins: int = 10) -> list[dict[str,
         aggregates[f"n{i}"] = Count("pk", filter=inside)
         aggregates[f"risk{i}"] = Avg("risk", filter=inside)
         aggregates[f"yes{i}"] = Count("pk", filter=inside & Q(outcome=1))
-    totals = Assessment.objects.filter(created_at__gte=since).exclude(outcome=None).aggregate(**aggregates)
+    rows = Assessment.objects.filter(created_at__gte=since, outcome_source__in=sources).exclude(outcome=None)
+    totals = rows.aggregate(**aggregates)
     return [
         {
             "low": i / bins,

@@ -50,7 +50,9 @@ def seed(days: int = 30, per_day: int = 40, seed: int = 7) -> None:
         Assessment.objects.filter(pk__in=[a.pk for a in stored]).update(created_at=when)
         if day >= 7:  # outcomes come back later: only older assessments have one
             for a in stored[: len(stored) // 2]:
-                Assessment.objects.filter(pk=a.pk).update(outcome=int(rng.random() < a.risk * 0.9))
+                Assessment.objects.filter(pk=a.pk).update(
+                    outcome=int(rng.random() < a.risk * 0.9), outcome_source="api_key"
+                )
         interface_of = ["form"] * half + ["rest"] * (len(predictions) - half)
         extra = [("ws", p) for p in predictions for _ in range(3)] + [("v2", p) for p in predictions[::2]]
         for interface, p in [*zip(interface_of, predictions, strict=True), *extra]:

@@ -57,7 +57,7 @@ def test_staff_see_drift_counts_and_calibration(staff, served_model):
     predictions = services.predict_many(instances=people, interface="rest")
     stored = services.assessments_create(predictions=predictions, interface="rest")
     for assessment in stored[:30]:
-        Assessment.objects.filter(pk=assessment.pk).update(outcome=int(assessment.risk > 0.3))
+        Assessment.objects.filter(pk=assessment.pk).update(outcome=int(assessment.risk > 0.3), outcome_source="staff")
     services.predict(features={"glucose": 150, "age": 60}, interface="ws")
     tally.flush()
     text = staff.get("/monitor/").content.decode()
@@ -70,7 +70,7 @@ def test_staff_see_drift_counts_and_calibration(staff, served_model):
     assert psi and float(psi[1]) > 0.25  # glucose 90 to 209, against the study's spread
     assert "major shift" in text and "100.0\u00a0%" in text  # skin fold, insulin, pedigree: all missing
     assert "Last 30 days: <strong>121</strong> predictions" in text
-    assert "On the 30 stored assessments with a recorded outcome" in text
+    assert "On the 30 stored assessments with an outcome recorded" in text
     assert '<desc id="bands-desc">' in text and '<desc id="tenths-desc">' in text
     assert PredictionCount.objects.filter(interface="ws").exists()
     versions = re.search(r"<code>([^<]+)</code></th>((?:<td[^>]*>[^<]*</td>)+)</tr>", text)

@@ -157,9 +157,28 @@ def test_purge_deletes_old_prediction_counts_with_the_assessments():
 @pytest.mark.django_db
 def test_reliability_bins_count_outcomes_in_the_database():
     for risk, outcome in ((0.05, 0), (0.08, 1), (0.35, 1), (0.31, 0), (0.33, 1), (1.0, 1), (0.5, None)):
+        source = "" if outcome is None else "api_key"
         Assessment.objects.create(
-            interface="rest", features={}, risk=risk, band="low", label=0, model_version="v", outcome=outcome
+            interface="rest",
+            features={},
+            risk=risk,
+            band="low",
+            label=0,
+            model_version="v",
+            outcome=outcome,
+            outcome_source=source,
         )
+    # An outcome of unknown origin (recorded before keys existed) is left out, as training leaves it out.
+    Assessment.objects.create(
+        interface="rest",
+        features={},
+        risk=0.05,
+        band="low",
+        label=0,
+        model_version="v",
+        outcome=1,
+        outcome_source="unverified",
+    )
     calibration = monitoring.calibration(now=timezone.now())
     bins = {round(b.low, 1): b for b in calibration.bins}
     assert calibration.outcomes == 6
