@@ -68,7 +68,9 @@ def reference_from_matrix(X: numpy.ndarray, *, bins: int = 10) -> Reference:
     for j, feature in enumerate(FEATURES):
         column = X[:, j]
         present = column[~numpy.isnan(column)]
-        cuts = numpy.unique(numpy.quantile(present, numpy.arange(1, bins) / bins)) if len(present) else []
+        cuts: numpy.ndarray = (
+            numpy.unique(numpy.quantile(present, numpy.arange(1, bins) / bins)) if len(present) else numpy.array([])
+        )
         counts = numpy.bincount(numpy.searchsorted(cuts, present, side="left"), minlength=len(cuts) + 1)
         edges[feature.key] = tuple(float(c) for c in cuts)
         expected[feature.key] = tuple(float(c) for c in counts / max(len(present), 1))
@@ -252,7 +254,10 @@ class Calibration:
         total = self.outcomes
         if not total:
             return None
-        return sum(b.n * abs(b.observed - b.mean_risk) for b in self.bins if b.n) / total
+        gaps = [
+            b.n * abs(b.observed - b.mean_risk) for b in self.bins if b.observed is not None and b.mean_risk is not None
+        ]
+        return sum(gaps) / total
 
 
 def calibration(*, now: datetime) -> Calibration:

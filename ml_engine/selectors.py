@@ -63,7 +63,7 @@ def prediction_counts_by_day(*, since: date) -> list[dict[str, Any]]:
         .annotate(n=Sum("count"))
         .order_by("day", "interface", "band", "risk_tenth")
     )
-    return list(rows)
+    return [dict(row) for row in rows]
 
 
 def prediction_counts_by_version(*, since: date) -> list[dict[str, Any]]:
@@ -74,7 +74,7 @@ def prediction_counts_by_version(*, since: date) -> list[dict[str, Any]]:
         .annotate(n=Sum("count"))
         .order_by("model_version", "interface")
     )
-    return list(rows)
+    return [dict(row) for row in rows]
 
 
 def assessment_risks_by_day(*, since: datetime) -> list[dict[str, Any]]:
@@ -87,7 +87,7 @@ def assessment_risks_by_day(*, since: datetime) -> list[dict[str, Any]]:
         .annotate(n=Count("pk"), mean_risk=Avg("risk"))
         .order_by("day", "band")
     )
-    return list(rows)
+    return [dict(row) for row in rows]
 
 
 def assessment_reliability(*, since: datetime, sources: Sequence[str], bins: int = 10) -> list[dict[str, Any]]:
