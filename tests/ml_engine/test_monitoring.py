@@ -188,3 +188,18 @@ def test_reliability_bins_count_outcomes_in_the_database():
     assert bins[0.5].n == 0 and bins[0.5].observed is None
     # ECE by hand: (2 |0.5 - 0.065| + 3 |2/3 - 0.33| + 1 |1 - 1|) / 6
     assert calibration.ece == pytest.approx((2 * 0.435 + 3 * abs(2 / 3 - 0.33)) / 6)
+
+
+@pytest.mark.django_db
+def test_the_figures_are_computed_at_most_once_per_cache_period(settings, django_assert_num_queries):
+    settings.MONITOR_CACHE_SECONDS = 60
+    monitoring.forget_cached_report()
+    try:
+        first = monitoring.cached_report()
+        _store(120)
+        with django_assert_num_queries(0):  # a second page view or scrape within the minute reads nothing
+            assert monitoring.cached_report() is first
+        monitoring.forget_cached_report()
+        assert monitoring.cached_report().drift[0].rows == first.drift[0].rows + 1
+    finally:
+        monitoring.forget_cached_report()
