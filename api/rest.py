@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ml_engine import metrics
-from ml_engine.models import Assessment
+from ml_engine.models import Assessment, Interface
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.services import (
     MAX_INSTANCES,
@@ -206,16 +206,16 @@ class PredictApi(NoStore, PredictAccess, APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         if not serializer.is_valid():
-            metrics.INVALID_INPUTS.labels("rest").inc()
+            metrics.INVALID_INPUTS.labels(Interface.REST).inc()
             raise serializers.ValidationError(serializer.errors)
         data = serializer.validated_data
         if "features" in data:
-            prediction = predict(features=data["features"], interface="rest")
-            assessment = assessment_create(prediction=prediction, interface="rest")
+            prediction = predict(features=data["features"], interface=Interface.REST)
+            assessment = assessment_create(prediction=prediction, interface=Interface.REST)
             return Response({"id": str(assessment.public_id), **prediction.as_dict()})
         charge_rows(request, len(data["instances"]) - 1)  # a batch of N costs N (README: "Throttles")
-        predictions = predict_many(instances=data["instances"], interface="rest")
-        assessments = assessments_create(predictions=predictions, interface="rest")
+        predictions = predict_many(instances=data["instances"], interface=Interface.REST)
+        assessments = assessments_create(predictions=predictions, interface=Interface.REST)
         return Response(
             {
                 "predictions": [

@@ -10,6 +10,7 @@ from django.utils.html import escape
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
 from ml_engine.services import assessment_create, model_overview, predict
@@ -75,14 +76,14 @@ def assessment_result(request):
     if not form.is_valid():
         return render(request, "live/form.html", _page_context(form), status=400)
     try:
-        prediction = predict(features=form.features(), interface="form")
+        prediction = predict(features=form.features(), interface=Interface.FORM)
     except FeatureValidationError as exc:  # the form mirrors the schema; this is a safety net
         for key, messages in exc.errors.items():
             form.add_error(key if key in form.fields else None, messages)
         return render(request, "live/form.html", _page_context(form), status=400)
     except ModelUnavailable as exc:
         return render(request, "live/unavailable.html", {"reason": str(exc)}, status=503)
-    assessment = assessment_create(prediction=prediction, interface="form")
+    assessment = assessment_create(prediction=prediction, interface=Interface.FORM)
     served = active_model.get()
     messages = wording.warning_messages(served.training_ranges)
     largest = max((abs(p) for p in prediction.points.values()), default=0.0) or 1.0

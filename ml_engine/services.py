@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
+from .models import Assessment, Interface, ModelActivation, ModelVersion, OutcomeChange
 from .registry import (
     ARTIFACT_NAME,
     ArtifactError,
@@ -129,7 +129,7 @@ def _explain(served: ServedModel, cleaned: dict[str, float | None], risk: float,
     )
 
 
-def predict(*, features: Mapping[str, Any], interface: str = "rest") -> Prediction:
+def predict(*, features: Mapping[str, Any], interface: Interface) -> Prediction:
     """Risk for one person. Raises FeatureValidationError (per-field messages) on bad input and
     ModelUnavailable when no model can serve."""
     started = time.perf_counter()
@@ -141,7 +141,7 @@ def predict(*, features: Mapping[str, Any], interface: str = "rest") -> Predicti
     return _predict_cleaned(cleaned, interface=interface, started=started)
 
 
-def _predict_cleaned(cleaned: dict[str, float | None], *, interface: str, started: float) -> Prediction:
+def _predict_cleaned(cleaned: dict[str, float | None], *, interface: Interface, started: float) -> Prediction:
     served = active_model.get()
     risk, contributions = served.model.predict_one([cleaned[key] for key in FEATURE_KEYS])
     prediction = _explain(served, cleaned, risk, contributions)
@@ -169,7 +169,7 @@ def live_state_merge(*, state: Mapping[str, float | None], update: Mapping[str, 
     try:
         return clean_features({**state, **update}, allow_empty=True)
     except FeatureValidationError:
-        metrics.INVALID_INPUTS.labels("ws").inc()
+        metrics.INVALID_INPUTS.labels(Interface.WS).inc()
         raise
 
 
@@ -184,7 +184,7 @@ async def predict_live(*, features: dict[str, float | None]) -> Prediction | Non
         return None
     started = time.perf_counter()
     if live_prediction_inline():
-        return _predict_cleaned(features, interface="ws", started=started)
+        return _predict_cleaned(features, interface=Interface.WS, started=started)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_live_pool, _predict_off_loop, features, started)
 
@@ -197,7 +197,7 @@ def live_prediction_inline() -> bool:
 
 def _predict_off_loop(features: dict[str, float | None], started: float) -> Prediction:
     try:
-        return _predict_cleaned(features, interface="ws", started=started)
+        return _predict_cleaned(features, interface=Interface.WS, started=started)
     finally:
         close_old_connections()  # a first model load may have opened a connection in this thread
 
@@ -211,7 +211,7 @@ def _check_batch_size(instances: Any) -> None:
         )
 
 
-def predict_many(*, instances: Sequence[Any], interface: str = "rest", contributions: bool = True) -> list[Prediction]:
+def predict_many(*, instances: Sequence[Any], interface: Interface, contributions: bool = True) -> list[Prediction]:
     """Risks for 1 to MAX_INSTANCES people in one vectorised model call, in input order.
     Errors name the instance: ``instances[3].glucose``. ``contributions=False`` leaves each
     prediction's contributions empty and skips computing them."""
@@ -279,7 +279,7 @@ class RiskBatch:
     model_version: str
 
 
-def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
+def predict_risks(*, matrix: numpy.ndarray, interface: Interface) -> RiskBatch:
     """Risks and labels only (no contributions, no per-row objects) for a float matrix of 1 to
     MAX_INSTANCES rows, columns in schema order: the V2 inference endpoint's service.
 
@@ -353,7 +353,7 @@ def model_overview(*, history: int = 20) -> dict[str, Any]:
     }
 
 
-def _assessment(prediction: Prediction, interface: str) -> Assessment:
+def _assessment(prediction: Prediction, interface: Interface) -> Assessment:
     return Assessment(
         interface=interface,
         features=prediction.features,
@@ -364,13 +364,13 @@ def _assessment(prediction: Prediction, interface: str) -> Assessment:
     )
 
 
-def assessment_create(*, prediction: Prediction, interface: str) -> Assessment:
+def assessment_create(*, prediction: Prediction, interface: Interface) -> Assessment:
     assessment = _assessment(prediction, interface)
     assessment.save()
     return assessment
 
 
-def assessments_create(*, predictions: Sequence[Prediction], interface: str) -> list[Assessment]:
+def assessments_create(*, predictions: Sequence[Prediction], interface: Interface) -> list[Assessment]:
     # One INSERT for the batch; bulk_create sets primary keys on PostgreSQL and SQLite 3.35+.
     return Assessment.objects.bulk_create([_assessment(p, interface) for p in predictions])
 

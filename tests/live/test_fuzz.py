@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from live import ratelimit
 from live.consumers import MAX_FRAME_BYTES
+from ml_engine.models import Interface
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.services import predict
 from tests.live.test_consumers import FULL, TIMEOUT, application
@@ -186,4 +187,4 @@ def test_generated_frames_are_always_answered_or_closed_correctly(served_model, 
     assert sent["frames"] >= 1000, sent
     assert sent["closed"] > 0, "some frames over 64 KiB were generated"
     assert reply["type"] == "prediction" and reply["seq"] == 1
-    assert reply["risk"] == pytest.approx(predict(features=FULL).risk, abs=1e-9)
+    assert reply["risk"] == pytest.approx(predict(features=FULL, interface=Interface.WS).risk, abs=1e-9)
