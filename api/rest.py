@@ -26,13 +26,13 @@ from rest_framework.views import APIView
 from ml_engine import metrics
 from ml_engine.models import Assessment, Interface
 from ml_engine.schema import FEATURE_KEYS
+from ml_engine.selectors import model_overview
 from ml_engine.services import (
     MAX_INSTANCES,
     OutcomeAlreadyRecorded,
     assessment_create,
     assessment_record_outcome,
     assessments_create,
-    model_overview,
     predict,
     predict_many,
 )
@@ -280,7 +280,7 @@ class ModelApi(APIView):
         responses={200: OutputSerializer, 429: THROTTLED, 503: NO_MODEL},
     )
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer(model_overview()).data)
+        return Response(self.OutputSerializer(model_overview().as_dict()).data)
 
 
 class OutcomeConflict(APIException):

@@ -1,5 +1,6 @@
 """The business logic of the predictor: every interface (form, REST, V2, WebSocket, commands)
-calls these functions and only translates their input and output."""
+calls these functions and only translates their input and output. Reads that change nothing are
+in ``ml_engine.selectors``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from typing import Any
 import numpy
 import sklearn
 from django.db import DatabaseError, close_old_connections, transaction
-from django.db.models import Count
 from django.utils import timezone
 
 from . import metrics
@@ -44,13 +44,12 @@ from .schema import (
     invalid_cells,
     value_error,
 )
+from .selectors import assessment_get, outcome_counts, outcome_dataset
 from .training import Dataset, load_dataset, quick_pool, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
 
 MAX_INSTANCES = 1000
-# Only these outcomes feed `train --from-db` (README: "Access and roles").
-TRUSTED_OUTCOME_SOURCES = (Assessment.OutcomeSource.API_KEY, Assessment.OutcomeSource.STAFF)
 _WHOLE = tuple(f.integer for f in FEATURES)
 
 
@@ -314,45 +313,6 @@ def predict_risks(*, matrix: numpy.ndarray, interface: Interface) -> RiskBatch:
     )
 
 
-def model_overview(*, history: int = 20) -> dict[str, Any]:
-    """What the active model is: schema with training ranges, metrics, threshold, bands, and the
-    stored versions and activations (newest first, at most ``history`` of each). Raises
-    ModelUnavailable when no model can serve."""
-    served = active_model.get()
-    ranges = served.training_ranges
-    meta = served.metadata
-    return {
-        "name": served.name,
-        "version": served.version,
-        "algorithm": meta.get("algorithm", ""),
-        "trained_at": meta.get("created"),
-        "threshold": served.threshold,
-        "bands": served.bands,
-        "features": [
-            {**feature.as_dict(), "train_min": ranges[feature.key][0], "train_max": ranges[feature.key][1]}
-            for feature in FEATURES
-        ],
-        "metrics": meta.get("metrics", {}),
-        "versions": [
-            {
-                "version": record.version,
-                "created": record.created_at,
-                "algorithm": record.algorithm,
-                "active": record.is_active,
-                "activated_at": record.activated_at,
-                "metrics": record.metrics,
-            }
-            for record in ModelVersion.objects.order_by("-created_at")[:history]
-        ],
-        "activations": [
-            {"version": activation.model_version.version, "activated_at": activation.activated_at}
-            for activation in ModelActivation.objects.select_related("model_version").order_by("-activated_at")[
-                :history
-            ]
-        ],
-    }
-
-
 def _assessment(prediction: Prediction, interface: Interface) -> Assessment:
     return Assessment(
         interface=interface,
@@ -398,16 +358,6 @@ class Recorder:
         return self.source == Assessment.OutcomeSource.STAFF
 
 
-def assessment_get(*, public_id: Any) -> Assessment:
-    """The assessment with this public id (a UUID or its text). Raises Assessment.DoesNotExist for
-    anything else, database keys included."""
-    try:
-        key = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
-    except (TypeError, ValueError):
-        raise Assessment.DoesNotExist(public_id) from None
-    return Assessment.objects.get(public_id=key)
-
-
 def assessment_record_outcome(
     *, public_id: Any, outcome: int, recorder: Recorder, allow_change: bool = False
 ) -> Assessment:
@@ -446,18 +396,6 @@ def assessments_purge(*, older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted, _ = Assessment.objects.filter(created_at__lt=cutoff).delete()
     return deleted
-
-
-def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
-    """Assessments whose outcome was recorded by an API key or staff, as training rows (NaN where a
-    value was imputed). Outcomes of unknown origin (recorded before keys existed) are left out."""
-    rows, outcomes = [], []
-    trusted = Assessment.objects.exclude(outcome=None).filter(outcome_source__in=TRUSTED_OUTCOME_SOURCES)
-    for features, outcome in trusted.order_by("pk").values_list("features", "outcome"):
-        rows.append([math.nan if features.get(f.key) is None else float(features[f.key]) for f in FEATURES])
-        outcomes.append(int(outcome))
-    X = numpy.array(rows, dtype=float).reshape(-1, len(FEATURES))
-    return X, numpy.array(outcomes, dtype=int)
 
 
 def model_train(
@@ -614,15 +552,6 @@ def activation_gate(
                 f"rows against {auc_plain:.3f} without (at most {GATE_MAX_AUC_DROP} lower is allowed)"
             )
     return ActivationGate(passed=not reasons, reasons=reasons, measures=measures)
-
-
-def outcome_counts() -> dict[str, int]:
-    """Recorded outcomes by who recorded them; only ``api_key`` and ``staff`` feed training."""
-    counts = dict.fromkeys(Assessment.OutcomeSource.values, 0)
-    rows = Assessment.objects.exclude(outcome=None).values_list("outcome_source").annotate(n=Count("pk"))
-    for source, n in rows.order_by():
-        counts[source or Assessment.OutcomeSource.UNVERIFIED] = counts.get(source, 0) + n
-    return counts
 
 
 def check_writable() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ml_engine.models import ModelVersion
 from ml_engine.registry import ArtifactError, export_version, import_version, load_version
+from ml_engine.selectors import model_version_list
 
 
 class Command(BaseCommand):
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         self.list_versions()
 
     def list_versions(self) -> None:
-        rows = list(ModelVersion.objects.order_by("created_at"))
+        rows = model_version_list()
         if not rows:
             self.stdout.write("No model versions. Run `python manage.py train`.")
             return
