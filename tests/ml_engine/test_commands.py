@@ -6,8 +6,7 @@ from django.core.management import CommandError, call_command
 from ml_engine import services
 from ml_engine.models import Assessment, Interface, ModelArtifact, ModelVersion
 from ml_engine.registry import active_model
-
-PERSON = {"glucose": 150, "bmi": 31.0, "age": 45}
+from tests.samples import PARTIAL_PERSON
 
 
 @pytest.mark.django_db
@@ -30,11 +29,11 @@ KEY = services.Recorder(source="api_key", name="key:test (abc)")
 
 def test_train_from_db_adds_recorded_outcomes(served_model):
     for outcome in (0, 1, 1):
-        prediction = services.predict(features=PERSON, interface=Interface.REST)
+        prediction = services.predict(features=PARTIAL_PERSON, interface=Interface.REST)
         assessment = services.assessment_create(prediction=prediction, interface=Interface.REST)
         services.assessment_record_outcome(public_id=assessment.public_id, outcome=outcome, recorder=KEY)
     services.assessment_create(
-        prediction=services.predict(features=PERSON, interface=Interface.REST), interface=Interface.REST
+        prediction=services.predict(features=PARTIAL_PERSON, interface=Interface.REST), interface=Interface.REST
     )  # no outcome
     out = io.StringIO()
     call_command("train", "--quick", "--from-db", "--no-activate", stdout=out)
@@ -52,7 +51,7 @@ def test_activate_rolls_back_and_forth_and_keeps_history(served_model):
     assert active_model.current.version == newer.version
     call_command("activate", served_model.version, stdout=io.StringIO())
     assert active_model.current.version == served_model.version
-    assert services.predict(features=PERSON, interface=Interface.REST).model_version == served_model.version
+    assert services.predict(features=PARTIAL_PERSON, interface=Interface.REST).model_version == served_model.version
     history = list(newer.activations.all()) + list(
         ModelVersion.objects.get(version=served_model.version).activations.all()
     )
@@ -71,7 +70,7 @@ def test_activate_refuses_a_broken_artifact_and_keeps_serving(served_model):
     with pytest.raises(CommandError, match="sha256"):
         call_command("activate", broken.version)
     assert ModelVersion.objects.get(is_active=True).version == served_model.version
-    assert services.predict(features=PERSON, interface=Interface.REST).model_version == served_model.version
+    assert services.predict(features=PARTIAL_PERSON, interface=Interface.REST).model_version == served_model.version
 
 
 def test_purge_assessments_uses_the_retention_setting(served_model, settings):
@@ -80,7 +79,7 @@ def test_purge_assessments_uses_the_retention_setting(served_model, settings):
     from django.utils import timezone
 
     settings.ASSESSMENT_RETENTION_DAYS = 10
-    prediction = services.predict(features=PERSON, interface=Interface.REST)
+    prediction = services.predict(features=PARTIAL_PERSON, interface=Interface.REST)
     old, recent = (services.assessment_create(prediction=prediction, interface=Interface.FORM) for _ in range(2))
     Assessment.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=11))
     out = io.StringIO()
@@ -92,7 +91,7 @@ def test_purge_assessments_uses_the_retention_setting(served_model, settings):
 def test_purge_of_everything_needs_yes(served_model, monkeypatch):
     from django.core.management.base import CommandError
 
-    prediction = services.predict(features=PERSON, interface=Interface.REST)
+    prediction = services.predict(features=PARTIAL_PERSON, interface=Interface.REST)
     for _ in range(3):
         services.assessment_create(prediction=prediction, interface=Interface.FORM)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: no one to ask
@@ -108,7 +107,7 @@ def test_purge_asks_at_a_terminal(served_model, monkeypatch):
     from django.core.management.base import CommandError
 
     services.assessment_create(
-        prediction=services.predict(features=PERSON, interface=Interface.REST), interface=Interface.FORM
+        prediction=services.predict(features=PARTIAL_PERSON, interface=Interface.REST), interface=Interface.FORM
     )
 
     class Terminal(io.StringIO):
