@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,13 @@ from .schema import FEATURES, Feature
 
 # Only these outcomes feed `train --from-db` (README: "Access and roles").
 TRUSTED_OUTCOME_SOURCES = (Assessment.OutcomeSource.API_KEY, Assessment.OutcomeSource.STAFF)
+# Per-fold ECE, stored by versions trained before pooled calibration, is never shown: on 154-row
+# folds it measured the fold size, not the model (README: "The model").
+_FOLD_ECE = ("ece", "ece_std")
+
+
+def _shown_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in metrics.items() if key not in _FOLD_ECE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +50,8 @@ class ModelOverview:
     activations: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
-        """The REST model endpoint's body: schema with training ranges, metrics, threshold, bands,
-        versions and activations (README: "REST API")."""
+        """The REST model endpoint's body: schema with training ranges, metrics, calibration,
+        threshold, bands, versions and activations (README: "REST API")."""
         served, meta = self.served, self.served.metadata
         return {
             "name": served.name,
@@ -56,7 +64,9 @@ class ModelOverview:
                 {**row.feature.as_dict(), "train_min": row.train_min, "train_max": row.train_max}
                 for row in self.features
             ],
-            "metrics": meta.get("metrics", {}),
+            "metrics": _shown_metrics(meta.get("metrics", {})),
+            # None for versions stored before pooled calibration existed (README: "The model").
+            "calibration": meta.get("calibration"),
             "versions": self.versions,
             "activations": self.activations,
         }
@@ -80,7 +90,7 @@ def model_overview(*, history: int = 20) -> ModelOverview:
                 "algorithm": record.algorithm,
                 "active": record.is_active,
                 "activated_at": record.activated_at,
-                "metrics": record.metrics,
+                "metrics": _shown_metrics(record.metrics),
             }
             for record in ModelVersion.objects.order_by("-created_at")[:history]
         ],
