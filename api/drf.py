@@ -7,10 +7,12 @@ still being imported.)
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.utils import json as strict_json
 
@@ -54,7 +56,7 @@ class StrictJSONParser(BaseParser):
             return self._loads(raw)
 
     @classmethod
-    def _loads(cls, raw: bytes):
+    def _loads(cls, raw: bytes) -> Any:
         try:
             return strict_json.loads(raw.decode("utf-8"), object_pairs_hook=cls._object)
         except UnicodeDecodeError:
@@ -86,7 +88,7 @@ class AnonApiThrottle(BaseThrottle):
 
     wait_seconds: float | None = None
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request: Request, view: object) -> bool:
         decision = throttling.rest_rows.hit(self.get_ident(request), cost=1)
         self.wait_seconds = decision.wait
         return decision.allowed
@@ -95,7 +97,7 @@ class AnonApiThrottle(BaseThrottle):
         return self.wait_seconds
 
 
-def charge_rows(request, rows: int) -> None:
+def charge_rows(request: Request, rows: int) -> None:
     """Charge ``rows`` more rows to the client's REST budget; ``Throttled`` (429) if they do not fit."""
     if rows <= 0:
         return

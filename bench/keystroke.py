@@ -22,6 +22,7 @@ import time
 from urllib.parse import urlparse
 
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 # What a person types, field by field: each prefix is one keystroke.
 TYPED = [
@@ -54,7 +55,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 async def measure(url: str, count: int, warmup: int, rate: float) -> tuple[list[float], list[float]]:
     """Keystroke and ping round trips in ms, ``rate`` keystrokes a second."""
     parsed = urlparse(url)
-    origin = f"{'https' if parsed.scheme == 'wss' else 'http'}://{parsed.netloc}"
+    origin = Origin(f"{'https' if parsed.scheme == 'wss' else 'http'}://{parsed.netloc}")
     latencies, pings = [], []
     async with connect(url, origin=origin, ping_interval=None) as ws:
         next_at = time.perf_counter()

@@ -35,7 +35,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
 class OutcomeChangeInline(admin.TabularInline):
     model = OutcomeChange
     extra = 0
-    fields = readonly_fields = ["changed_at", "changed_by", "source", "old_outcome", "new_outcome"]
+    fields = ("changed_at", "changed_by", "source", "old_outcome", "new_outcome")
+    readonly_fields = fields
     can_delete = False
 
     def has_add_permission(self, request, obj=None):

@@ -33,11 +33,14 @@ relies on must exist, or the server refuses to start with a message naming the i
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import inspect
 import logging
 import math
 import socket
+from collections.abc import Callable
 from importlib import metadata
 
 from autobahn.twisted.websocket import WebSocketServerFactory
@@ -76,7 +79,7 @@ SEND_BUFFER_FULL = b"Send buffer full: the client does not read"
 RECEIVED_EXTENSION = "project.serve.received"
 
 
-def _parameters(function) -> set[str]:
+def _parameters(function: Callable[..., object]) -> set[str]:
     return set(inspect.signature(function).parameters)
 
 
@@ -102,7 +105,7 @@ RELIED_ON_PARAMETERS = {
 }
 
 
-def check_dependencies(parser=None) -> None:
+def check_dependencies(parser: argparse.ArgumentParser | None = None) -> None:
     """Refuse to start, naming the installed versions, when something relied on is missing."""
     missing = [
         f"{label}.{name}" for label, (owner, names) in RELIED_ON.items() for name in names if not hasattr(owner, name)
@@ -143,7 +146,7 @@ class _SendBufferWatch:
 
 
 class ServingWebSocketProtocol(WebSocketProtocol):
-    _queue = None  # the application's input queue
+    _queue: asyncio.Queue | None = None  # the application's input queue
     _reading_paused = False
     _send_refused = False
     send_backlog: int | None = None  # bytes sent since the transport's buffer went over bufferSize
@@ -170,7 +173,12 @@ class ServingWebSocketProtocol(WebSocketProtocol):
 
     def application_received(self) -> None:
         """The application took a message from its queue: read again once it has caught up."""
-        if self._reading_paused and self._queue.qsize() <= READ_LOW_WATER and self.state != self.STATE_CLOSED:
+        if (
+            self._reading_paused
+            and self._queue is not None
+            and self._queue.qsize() <= READ_LOW_WATER
+            and self.state != self.STATE_CLOSED
+        ):
             self._reading_paused = False
             self.transport.resumeProducing()
 

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from websockets.typing import Origin
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -123,12 +125,20 @@ class DaphneServer:
     flags: tuple[str, ...] = ()  # daphne flags on top of the production options
 
     @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def http(self) -> Origin:
+        """The server's origin (what its own pages send in a WebSocket handshake) and URL base."""
+        return Origin(f"http://127.0.0.1:{self.port}")
 
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def process(self) -> subprocess.Popen:
+        """The server's process; only once ``start`` ran."""
+        if self.proc is None:
+            raise RuntimeError(f"the daphne server on port {self.port} was not started")
+        return self.proc
 
     def start(self) -> DaphneServer:
         self.log_path = self.env.base / f"daphne-{self.port}.log"
