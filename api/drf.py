@@ -7,7 +7,8 @@ still being imported.)
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 from django.conf import settings
 from rest_framework import exceptions
@@ -44,7 +45,9 @@ class StrictJSONParser(BaseParser):
     LARGE_BODY_PARSES = 1
     _large_parses = threading.BoundedSemaphore(LARGE_BODY_PARSES)
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         # DRF hands parsers the raw stream, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE: apply it here.
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raw = stream.read() if limit is None else stream.read(limit + 1)

@@ -94,7 +94,7 @@ def main() -> int:
             if wanted(name):
                 print(f"{name} ...", flush=True)
                 began = time.monotonic()
-                sections[name] = run_section(work=work)
+                sections[name] = run_section(work)
                 print(f"{name}: {time.monotonic() - began:.0f} s", flush=True)
     # A partial run (--only) must not replace the full report in docs/.
     out = work / "docs" if only or "--inference-only" in sys.argv else ROOT / "docs"

@@ -44,7 +44,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
@@ -727,7 +727,7 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def _service_open_file_limit():
+def _service_open_file_limit() -> Iterator[None]:
     """Start daphne with the usual service limit of open files (it inherits the soft limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:

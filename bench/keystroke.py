@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from websockets.asyncio.client import connect
@@ -38,7 +39,7 @@ TYPED = [
 REPLY_TIMEOUT = 10.0  # seconds: a reply that does not come ends the run with a message
 
 
-def keystrokes():
+def keystrokes() -> Iterator[tuple[str, float | int | None]]:
     """Endless (feature, value) updates; prefixes like "33." stay as they are on the page: 33."""
     while True:
         for key, text in TYPED:

@@ -2,8 +2,9 @@
 and moving a version between installations through files (README: "Model registry")."""
 
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_engine.models import ModelVersion
 from ml_engine.registry import ArtifactError, export_version, import_version, load_version
@@ -16,28 +17,28 @@ class Command(BaseCommand):
         "to MODEL_DIR); `import PATH` stores such a folder as a new, inactive version."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", nargs="?", choices=["list", "export", "import"], default="list")
         parser.add_argument("target", nargs="?", help="export: the version; import: the exported folder")
         parser.add_argument("--dir", default=None, help="export: the folder to write to (default MODEL_DIR)")
 
-    def handle(self, *args, action, target, dir, **options):
-        if action != "list" and not target:
+    def handle(self, *args: Any, action: str, target: str | None, dir: str | None, **options: Any) -> None:
+        if action == "list":
+            self.list_versions()
+            return
+        if not target:
             raise CommandError(f"`models {action}` needs a {'version' if action == 'export' else 'folder'}.")
         try:
             if action == "export":
                 folder = export_version(version=target, directory=Path(dir) if dir else None)
                 self.stdout.write(self.style.SUCCESS(f"Exported {target} to {folder}."))
-                return
-            if action == "import":
+            else:
                 record = import_version(path=Path(target))
                 self.stdout.write(
                     self.style.SUCCESS(f"Imported {record.version} (not active; `activate {record.version}`).")
                 )
-                return
         except ArtifactError as exc:
             raise CommandError(str(exc)) from exc
-        self.list_versions()
 
     def list_versions(self) -> None:
         rows = list(ModelVersion.objects.order_by("created_at"))
