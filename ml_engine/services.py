@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
+from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange, PredictionCount
 from .registry import (
     ARTIFACT_NAME,
     ArtifactError,
@@ -44,6 +44,7 @@ from .schema import (
     invalid_cells,
     value_error,
 )
+from .tally import tally
 from .training import Dataset, load_dataset, quick_pool, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def _predict_cleaned(cleaned: dict[str, float | None], *, interface: str, starte
     prediction = _explain(served, cleaned, risk, contributions)
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc()
+    tally.add(interface=interface, model_version=served.version, band=prediction.band, risk=risk)
     return prediction
 
 
@@ -268,6 +270,7 @@ def predict_many(*, instances: Sequence[Any], interface: str = "rest", contribut
         )
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(predictions))
+    tally.add_risks(interface=interface, model_version=version, risks=risks, bands=bands)
     return predictions
 
 
@@ -309,6 +312,7 @@ def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
     risks, _ = served.model.predict_matrix(X, contributions=False)
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(risks))
+    tally.add_risks(interface=interface, model_version=served.version, risks=risks, bands=served.bands)
     return RiskBatch(
         risks=risks,
         labels=(risks >= served.threshold).astype(numpy.int64),
@@ -459,6 +463,15 @@ def assessment_record_outcome(
 def assessments_purge(*, older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted, _ = Assessment.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def prediction_counts_purge(*, older_than_days: int) -> int:
+    """Delete the daily prediction counts (README: "Monitoring") of the UTC days that ended more
+    than ``older_than_days`` days ago, as ``assessments_purge`` does for assessments; returns the
+    number of rows deleted."""
+    cutoff = (timezone.now() - timedelta(days=older_than_days)).date()
+    deleted, _ = PredictionCount.objects.filter(day__lt=cutoff).delete()
     return deleted
 
 
