@@ -138,6 +138,7 @@ def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
     trusted = Assessment.objects.exclude(outcome=None).filter(outcome_source__in=TRUSTED_OUTCOME_SOURCES)
     for features, outcome in trusted.order_by("pk").values_list("features", "outcome"):
         rows.append([math.nan if features.get(f.key) is None else float(features[f.key]) for f in FEATURES])
+        assert outcome is not None  # excluded by the query
         outcomes.append(int(outcome))
     X = numpy.array(rows, dtype=float).reshape(-1, len(FEATURES))
     return X, numpy.array(outcomes, dtype=int)

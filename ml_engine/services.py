@@ -9,7 +9,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -106,7 +106,9 @@ def clinical_warnings(cleaned: Mapping[str, float | None]) -> list[str]:
     return [cutoff.code for cutoff in CLINICAL_CUTOFFS if cutoff.applies(cleaned.get(cutoff.key))]
 
 
-def _explain(served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions) -> Prediction:
+def _explain(
+    served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions: Iterable[float]
+) -> Prediction:
     ranges = served.training_ranges
     warnings = [
         f"extrapolated:{key}"
@@ -301,8 +303,9 @@ def predict_risks(*, matrix: numpy.ndarray, interface: Interface) -> RiskBatch:
         errors = {}
         for i, j in bad[:10].tolist():
             feature, value = FEATURES[j], float(X[i, j])
-            problem = value_error(feature, value) if value == value else f"{feature.label} is missing."
-            errors[f"instances[{i}].{feature.key}"] = [problem]
+            # invalid_cells lists exactly the cells value_error refuses, and NaN ones.
+            problem = value_error(feature, value) if value == value else None
+            errors[f"instances[{i}].{feature.key}"] = [problem or f"{feature.label} is missing."]
         raise FeatureValidationError(errors)
     served = active_model.get()
     risks, _ = served.model.predict_matrix(X, contributions=False)
