@@ -8,7 +8,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
+from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange, PredictionCount
 from .registry import (
     ARTIFACT_NAME,
     ArtifactError,
@@ -44,6 +44,7 @@ from .schema import (
     invalid_cells,
     value_error,
 )
+from .tally import tally
 from .training import Dataset, load_dataset, quick_pool, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,9 @@ def clinical_warnings(cleaned: Mapping[str, float | None]) -> list[str]:
     return [cutoff.code for cutoff in CLINICAL_CUTOFFS if cutoff.applies(cleaned.get(cutoff.key))]
 
 
-def _explain(served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions) -> Prediction:
+def _explain(
+    served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions: Iterable[float]
+) -> Prediction:
     ranges = served.training_ranges
     warnings = [
         f"extrapolated:{key}"
@@ -147,6 +150,7 @@ def _predict_cleaned(cleaned: dict[str, float | None], *, interface: str, starte
     prediction = _explain(served, cleaned, risk, contributions)
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc()
+    tally.add(interface=interface, model_version=served.version, band=prediction.band, risk=risk)
     return prediction
 
 
@@ -266,6 +270,7 @@ def predict_many(*, instances: Sequence[Any], interface: str = "rest", contribut
         )
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(predictions))
+    tally.add_risks(interface=interface, model_version=version, risks=risks, bands=bands)
     return predictions
 
 
@@ -299,13 +304,15 @@ def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
         errors = {}
         for i, j in bad[:10].tolist():
             feature, value = FEATURES[j], float(X[i, j])
-            problem = value_error(feature, value) if value == value else f"{feature.label} is missing."
-            errors[f"instances[{i}].{feature.key}"] = [problem]
+            # invalid_cells lists exactly the cells value_error refuses, and NaN ones.
+            problem = value_error(feature, value) if value == value else None
+            errors[f"instances[{i}].{feature.key}"] = [problem or f"{feature.label} is missing."]
         raise FeatureValidationError(errors)
     served = active_model.get()
     risks, _ = served.model.predict_matrix(X, contributions=False)
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(risks))
+    tally.add_risks(interface=interface, model_version=served.version, risks=risks, bands=served.bands)
     return RiskBatch(
         risks=risks,
         labels=(risks >= served.threshold).astype(numpy.int64),
@@ -459,6 +466,15 @@ def assessments_purge(*, older_than_days: int) -> int:
     return deleted
 
 
+def prediction_counts_purge(*, older_than_days: int) -> int:
+    """Delete the daily prediction counts (README: "Monitoring") of the UTC days that ended more
+    than ``older_than_days`` days ago, as ``assessments_purge`` does for assessments; returns the
+    number of rows deleted."""
+    cutoff = (timezone.now() - timedelta(days=older_than_days)).date()
+    deleted, _ = PredictionCount.objects.filter(day__lt=cutoff).delete()
+    return deleted
+
+
 def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
     """Assessments whose outcome was recorded by an API key or staff, as training rows (NaN where a
     value was imputed). Outcomes of unknown origin (recorded before keys existed) are left out."""
@@ -466,6 +482,7 @@ def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
     trusted = Assessment.objects.exclude(outcome=None).filter(outcome_source__in=TRUSTED_OUTCOME_SOURCES)
     for features, outcome in trusted.order_by("pk").values_list("features", "outcome"):
         rows.append([math.nan if features.get(f.key) is None else float(features[f.key]) for f in FEATURES])
+        assert outcome is not None  # excluded by the query
         outcomes.append(int(outcome))
     X = numpy.array(rows, dtype=float).reshape(-1, len(FEATURES))
     return X, numpy.array(outcomes, dtype=int)
