@@ -5,7 +5,8 @@ Errors all have the shape ``{"errors": {"<key>": ["message", ...]}}`` (see ``api
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from django.utils.cache import add_never_cache_headers
 from drf_spectacular.types import OpenApiTypes
@@ -24,15 +25,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ml_engine import metrics
-from ml_engine.models import Assessment
+from ml_engine.models import Assessment, Interface
 from ml_engine.schema import FEATURE_KEYS
+from ml_engine.selectors import model_overview
 from ml_engine.services import (
     MAX_INSTANCES,
     OutcomeAlreadyRecorded,
     assessment_create,
     assessment_record_outcome,
     assessments_create,
-    model_overview,
     predict,
     predict_many,
 )
@@ -94,7 +95,7 @@ NO_MODEL = _error(
 )
 
 
-class NoStore:
+class NoStore(APIView):
     """Responses of this view carry health data: ``Cache-Control: no-store`` (README: "Health data")."""
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
@@ -206,16 +207,16 @@ class PredictApi(NoStore, PredictAccess, APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         if not serializer.is_valid():
-            metrics.INVALID_INPUTS.labels("rest").inc()
+            metrics.INVALID_INPUTS.labels(Interface.REST).inc()
             raise serializers.ValidationError(serializer.errors)
         data = serializer.validated_data
         if "features" in data:
-            prediction = predict(features=data["features"], interface="rest")
-            assessment = assessment_create(prediction=prediction, interface="rest")
+            prediction = predict(features=data["features"], interface=Interface.REST)
+            assessment = assessment_create(prediction=prediction, interface=Interface.REST)
             return Response({"id": str(assessment.public_id), **prediction.as_dict()})
         charge_rows(request, len(data["instances"]) - 1)  # a batch of N costs N (README: "Throttles")
-        predictions = predict_many(instances=data["instances"], interface="rest")
-        assessments = assessments_create(predictions=predictions, interface="rest")
+        predictions = predict_many(instances=data["instances"], interface=Interface.REST)
+        assessments = assessments_create(predictions=predictions, interface=Interface.REST)
         return Response(
             {
                 "predictions": [
@@ -234,7 +235,7 @@ class ModelApi(APIView):
         @extend_schema_serializer(component_name="ModelFeature")
         class FeatureSerializer(serializers.Serializer):
             key = serializers.CharField()
-            label = serializers.CharField()
+            label = serializers.CharField()  # type: ignore[assignment]  # a declared field: DRF's metaclass moves it off the class
             unit = serializers.CharField()
             min = serializers.FloatField(help_text="Lowest accepted value.")
             max = serializers.FloatField(help_text="Highest accepted value.")
@@ -324,7 +325,7 @@ class ModelApi(APIView):
         responses={200: OutputSerializer, 429: THROTTLED, 503: NO_MODEL},
     )
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer(model_overview()).data)
+        return Response(self.OutputSerializer(model_overview().as_dict()).data)
 
 
 class OutcomeConflict(APIException):
@@ -396,12 +397,12 @@ class AssessmentOutcomeApi(NoStore, APIView):
         outcome = serializers.IntegerField(min_value=0, max_value=1)
         outcome_recorded_at = serializers.DateTimeField()
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.request.method == "PUT":
             return [IsStaff()]
         return super().get_permissions()
 
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         if request.authenticators and not request.successful_authenticator:
             raise NotAuthenticated(message)  # a 401 that says what credentials would do
         super().permission_denied(request, message, code)

@@ -24,8 +24,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.utils import json as strict_json
 
+from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
-from ml_engine.schema import FEATURE_KEYS, FEATURES, value_error
+from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, value_error
 from ml_engine.services import MAX_INSTANCES, predict_risks
 from project import throttling
 
@@ -35,8 +36,8 @@ MODEL_NAME = "diabetes"
 SERVER_NAME = "diabetes-risk"
 SERVER_VERSION = "1.0.0"
 INPUT_NAME = "features"
-INPUT_DTYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
-OUTPUTS = {"risk": ("FP64", np.dtype("<f8")), "label": ("INT64", np.dtype("<i8"))}
+INPUT_DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+OUTPUTS: dict[str, tuple[str, np.dtype]] = {"risk": ("FP64", np.dtype("<f8")), "label": ("INT64", np.dtype("<i8"))}
 HEADER_LENGTH = "Inference-Header-Content-Length"
 COLUMNS = len(FEATURE_KEYS)
 
@@ -185,7 +186,7 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
         response["Retry-After"] = str(wait)
         return response
     wanted = _requested_outputs(header)
-    batch = predict_risks(matrix=np.array(rows, dtype=float), interface="v2")
+    batch = predict_risks(matrix=np.array(rows, dtype=float), interface=Interface.V2)
     values = {"risk": batch.risks, "label": batch.labels}
     outputs, blobs = [], []
     for name, as_binary in wanted:
@@ -206,9 +207,9 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
     if not blobs:
         return JsonResponse(body)
     head = json.dumps(body).encode()
-    response = HttpResponse(head + b"".join(blobs), content_type="application/octet-stream")
-    response[HEADER_LENGTH] = str(len(head))
-    return response
+    binary_response = HttpResponse(head + b"".join(blobs), content_type="application/octet-stream")
+    binary_response[HEADER_LENGTH] = str(len(head))
+    return binary_response
 
 
 def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
@@ -292,7 +293,7 @@ def _features_tensor(header: dict[str, Any], binary: bytes) -> tuple[list[list[f
     return rows, datatype
 
 
-def _value_problem(feature, value: Any) -> str | None:
+def _value_problem(feature: Feature, value: Any) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return (
             f"{feature.label} is missing; V2 needs every value "

@@ -21,9 +21,16 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
+
+from .asgi_types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
 
 logger = logging.getLogger(__name__)
 
@@ -82,44 +89,41 @@ class Throttle:
     def _key(self, address: str) -> str:
         return f"{KEY_PREFIX}:{self.scope}:{address[:MAX_ADDRESS_LENGTH]}"
 
-    def _plan(self, address: str, cost: int) -> Decision | tuple[str, int, int]:
-        """The decision when no counting is needed, else what to count: (key, limit, window)."""
+    def _plan(self, address: str, cost: int, redis_client: Callable[[], Any]) -> Decision | tuple[Any, tuple]:
+        """The decision when Redis need not be asked (no limit, a cost over the limit, or no Redis:
+        this process counts), else the Redis client and the arguments of the script's ``eval``."""
         rate = self.rate
         if rate is None:
             return Decision(True, 0.0)
         limit, window = rate
         if cost > limit:
             return Decision(False, float(window))
-        return self._key(address), limit, window
-
-    def hit(self, address: str, cost: int = 1) -> Decision:
-        plan = self._plan(address, cost)
-        if isinstance(plan, Decision):
-            return plan
-        key, limit, window = plan
-        client = _sync_redis()
+        key = self._key(address)
+        client = redis_client()
         if client is None:
             return _memory.hit(key, cost, limit, window)
+        return client, (_LUA, 1, key, cost, limit, window * 1000)
+
+    def hit(self, address: str, cost: int = 1) -> Decision:
+        plan = self._plan(address, cost, _sync_redis)
+        if isinstance(plan, Decision):
+            return plan
+        client, script = plan
         try:
-            reply = client.eval(_LUA, 1, key, cost, limit, window * 1000)
-        except (RedisError, OSError) as exc:  # Redis down: let the request through
-            _outage(exc)
-            return Decision(True, 0.0)
+            reply = client.eval(*script)
+        except (RedisError, OSError) as exc:
+            return _outage(exc)
         return _decision(reply)
 
     async def ahit(self, address: str, cost: int = 1) -> Decision:
-        plan = self._plan(address, cost)
+        plan = self._plan(address, cost, _async_redis)
         if isinstance(plan, Decision):
             return plan
-        key, limit, window = plan
-        client = _async_redis()
-        if client is None:
-            return _memory.hit(key, cost, limit, window)
+        client, script = plan
         try:
-            reply = await client.eval(_LUA, 1, key, cost, limit, window * 1000)
-        except (RedisError, OSError) as exc:  # Redis down: let the request through
-            _outage(exc)
-            return Decision(True, 0.0)
+            reply = await client.eval(*script)
+        except (RedisError, OSError) as exc:
+            return _outage(exc)
         return _decision(reply)
 
 
@@ -162,13 +166,15 @@ class _MemoryCounts:
 
 
 _memory = _MemoryCounts()
-_sync_client = None
-_sync_url = None
-_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_sync_client: redis.Redis | None = None
+_sync_url: str | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, redis.asyncio.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
 _last_outage_log = 0.0
 
 
-def _sync_redis():
+def _sync_redis() -> redis.Redis | None:
     global _sync_client, _sync_url
     url = settings.REDIS_URL
     if not url:
@@ -181,7 +187,7 @@ def _sync_redis():
     return _sync_client
 
 
-def _async_redis():
+def _async_redis() -> redis.asyncio.Redis | None:
     """An asyncio Redis client for the running event loop (clients cannot cross loops)."""
     url = settings.REDIS_URL
     if not url:
@@ -197,12 +203,15 @@ def _async_redis():
     return entry[1]
 
 
-def _outage(exc: Exception) -> None:
+def _outage(exc: Exception) -> Decision:
+    """Redis is down: the request is let through (a throttle must not turn a Redis outage into a
+    total one), and that is logged at most once a minute."""
     global _last_outage_log
     now = time.monotonic()
     if now - _last_outage_log >= OUTAGE_LOG_INTERVAL:
         _last_outage_log = now
         logger.warning("Throttles cannot reach Redis (%s); requests are let through until it is back.", exc)
+    return Decision(True, 0.0)
 
 
 def reset() -> None:
@@ -212,7 +221,12 @@ def reset() -> None:
 
 # The limits (README: "Throttles"): the rate is read from settings on every hit.
 # REST rows keep DRF's setting (REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["anon"]).
-rest_rows = Throttle("rest", lambda: settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get("anon"))
+def _rest_rate() -> str | None:
+    rates = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES")
+    return rates.get("anon") if isinstance(rates, dict) else None
+
+
+rest_rows = Throttle("rest", _rest_rate)
 v2_rows = Throttle("v2", lambda: settings.THROTTLE_V2_ROWS)
 form_posts = Throttle("form", lambda: settings.THROTTLE_FORM_POSTS)
 websocket_connects = Throttle("ws", lambda: settings.THROTTLE_WEBSOCKET_CONNECTS)
@@ -222,10 +236,10 @@ class WebSocketConnectThrottle:
     """ASGI middleware for the WebSocket stack: handshakes per client address
     (``WEBSOCKET_THROTTLE_CONNECT``); one over the limit is denied (HTTP 403) before any consumer runs."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             client = scope.get("client") or ("", 0)
             decision = await websocket_connects.ahit(str(client[0]))

@@ -6,7 +6,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ml_engine.models import Assessment
+from ml_engine.models import Assessment, Interface
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.services import MAX_INSTANCES, predict
 from tests.servers import daphne_servers
@@ -30,7 +30,7 @@ def request_for(rows, datatype="FP64", nested=False, **extra):
 
 
 def rest_risks(rows):
-    return [predict(features=dict(zip(FEATURE_KEYS, row, strict=True))).risk for row in rows]
+    return [predict(features=dict(zip(FEATURE_KEYS, row, strict=True)), interface=Interface.REST).risk for row in rows]
 
 
 def post_json(url, body):

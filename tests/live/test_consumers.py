@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from live import consumers
 from live.layer import group_send_quietly
+from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, FeatureValidationError
 from ml_engine.services import predict
@@ -34,7 +35,7 @@ def slow_path(served_model, monkeypatch):
 async def test_full_update_is_answered_with_the_same_risk_as_rest(served_model, open_socket):
     ws = await open_socket()
     reply = await ws.exchange({"type": "update", "seq": 0, "features": PERSON})
-    expected = predict(features=PERSON)
+    expected = predict(features=PERSON, interface=Interface.WS)
     assert reply["type"] == "prediction"
     assert reply["seq"] == 0
     assert reply["risk"] == pytest.approx(expected.risk, abs=1e-9)
@@ -54,7 +55,9 @@ async def test_partial_updates_merge_into_the_session_state(served_model, open_s
     assert set(first["imputed"]) == set(FEATURE_KEYS) - {"glucose"}
     second = await ws.exchange({"type": "update", "seq": 2, "features": {"age": 50, "bmi": 33.6}})
     assert second["features"] == merged(glucose=148.0, age=50, bmi=33.6)
-    assert second["risk"] == pytest.approx(predict(features={"glucose": 148, "age": 50, "bmi": 33.6}).risk, abs=1e-9)
+    assert second["risk"] == pytest.approx(
+        predict(features={"glucose": 148, "age": 50, "bmi": 33.6}, interface=Interface.WS).risk, abs=1e-9
+    )
     await ws.disconnect()
 
 
@@ -65,7 +68,7 @@ async def test_null_clears_a_key_and_clearing_the_last_key_says_cleared(served_m
     assert reply["type"] == "prediction"
     assert reply["features"] == merged(age=50)
     assert "glucose" in reply["imputed"]
-    assert reply["risk"] == pytest.approx(predict(features={"age": 50}).risk, abs=1e-9)
+    assert reply["risk"] == pytest.approx(predict(features={"age": 50}, interface=Interface.WS).risk, abs=1e-9)
     assert await ws.exchange({"type": "update", "seq": 3, "features": {"age": None}}) == {
         "type": "cleared",
         "seq": 3,
@@ -226,7 +229,7 @@ async def burst(ws: WebsocketCommunicator, count: int) -> tuple[list[dict], dict
             value = round(value)
         state[feature.key] = value
         await ws.send_json_to({"type": "update", "seq": seq, "features": {feature.key: value}})
-    replies = []
+    replies: list[dict] = []
     while not replies or replies[-1]["seq"] != count - 1:
         replies.append(await ws.receive_json_from(timeout=TIMEOUT))
     assert await ws.receive_nothing(timeout=0.2)
@@ -247,7 +250,7 @@ async def test_a_burst_is_coalesced_and_the_last_update_is_answered(served_model
     assert all(r["type"] == "prediction" for r in replies)
     assert seqs == sorted(set(seqs)), "replies only move forward"
     assert seqs[-1] == 499
-    expected = predict(features=state)
+    expected = predict(features=state, interface=Interface.WS)
     assert replies[-1]["features"] == expected.features
     assert replies[-1]["risk"] == pytest.approx(expected.risk, abs=1e-9)
     await ws.disconnect()
@@ -261,7 +264,7 @@ async def test_slow_inference_runs_on_the_inference_threads(slow_path, monkeypat
         threads.append(threading.current_thread().name)
         return model_predict(values)
 
-    expected = predict(features=PERSON)
+    expected = predict(features=PERSON, interface=Interface.WS)
     monkeypatch.setattr(slow_path.model, "predict_one", recording_predict)
     ws = await open_socket()
     reply = await ws.exchange({"type": "update", "seq": 1, "features": PERSON})
@@ -415,7 +418,9 @@ async def test_the_handshake_is_accepted_from_the_site_itself(served_model, asgi
 
 
 def open_live_sockets() -> float:
-    return REGISTRY.get_sample_value("diabetes_open_websockets", {"kind": "live"})
+    value = REGISTRY.get_sample_value("diabetes_open_websockets", {"kind": "live"})
+    assert value is not None, "the open-sockets gauge is not registered"
+    return value
 
 
 async def test_an_update_with_hundreds_of_unknown_keys_gets_a_small_error(served_model, open_socket):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ml_engine.models import Assessment
+from ml_engine.models import Assessment, Interface
 from ml_engine.schema import FEATURES
 from ml_engine.training import load_dataset
 
@@ -17,7 +17,7 @@ def store_study_people(db):
         data = load_dataset()
         Assessment.objects.bulk_create(
             Assessment(
-                interface="rest",
+                interface=Interface.REST,
                 features={f.key: None if x != x else float(x) for f, x in zip(FEATURES, data.X[i], strict=True)},
                 risk=0.5,
                 band="high",

@@ -6,30 +6,29 @@ confirmation first, or needs ``--yes`` when nobody is at a terminal; the schedul
 retention setting never asks (README: "Commands")."""
 
 import sys
-from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ml_engine.models import Assessment
+from ml_engine.selectors import assessment_count
 from ml_engine.services import assessments_purge, prediction_counts_purge
 
 
 class Command(BaseCommand):
     help = "Delete stored assessments (health data) older than ASSESSMENT_RETENTION_DAYS."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=None, help="Override the retention setting.")
         parser.add_argument("--yes", action="store_true", help="Do not ask before deleting every assessment.")
 
-    def handle(self, *args, days, yes, **options):
+    def handle(self, *args: Any, days: int | None, yes: bool, **options: Any) -> None:
         explicit = days is not None
         days = settings.ASSESSMENT_RETENTION_DAYS if days is None else days
         if days < 0:
             raise CommandError("--days must be 0 or more.")
-        total = Assessment.objects.count()
-        doomed = Assessment.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)).count()
+        total = assessment_count()
+        doomed = assessment_count(older_than_days=days)
         if explicit and doomed == total and doomed > 0 and not yes:
             question = f"This deletes all {doomed} stored assessments and their outcomes. Type 'yes' to continue: "
             if not sys.stdin.isatty():
