@@ -176,7 +176,7 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
     if encoding not in ("", "identity"):
         raise V2Error(f"Content-Encoding {encoding[:32]} is not supported; send the body uncompressed.")
     header, binary = _split_body(request)
-    served_version = _served_version(version)
+    _served_version(version)  # a version in the path that is not served is a 404
     rows, tensor_datatype = _features_tensor(header, binary)
     decision = await throttling.v2_rows.ahit(request.META.get("REMOTE_ADDR") or "", cost=len(rows))
     if not decision.allowed:  # rows per client address (README: "Throttles")
@@ -185,7 +185,9 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
         response["Retry-After"] = str(wait)
         return response
     wanted = _requested_outputs(header)
-    batch = predict_risks(matrix=np.array(rows, dtype=float), interface="v2")
+    # A version named in the path is served as asked; otherwise the canary may answer (README:
+    # "Model registry"), and model_version says who did.
+    batch = predict_risks(matrix=np.array(rows, dtype=float), interface="v2", canary=version is None)
     values = {"risk": batch.risks, "label": batch.labels}
     outputs, blobs = [], []
     for name, as_binary in wanted:
@@ -198,7 +200,7 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
         else:
             tensor["data"] = values[name].tolist()
         outputs.append(tensor)
-    body: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": served_version}
+    body: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": batch.model_version}
     if "id" in header:
         body["id"] = header["id"]
     body["parameters"] = {"input_datatype": tensor_datatype}

@@ -173,6 +173,7 @@ def write(sections: dict, *, machine: str, elapsed: float, out: Path) -> None:
         ]
     lines += _mlserver_lines(comparison)
     lines += _attack_lines(attacks)
+    lines += _shadow_lines(sections.get("shadow"))
     (out / "benchmarks.md").write_text("\n".join(lines) + "\n")
     rows = list(inference)
     if live:
@@ -243,6 +244,37 @@ def _mlserver_lines(comparison: dict) -> list[str]:
         "- One client (Python's `http.client`, keep-alive) for both servers; the servers took turns in four rounds. "
         "CPU is the server process's user + system time (with its children) over the 1-row run, divided by "
         "the requests. This project runs one daphne process with `DJANGO_DEBUG=1`, as the rest of this file.",
+        "",
+    ]
+    return lines
+
+
+def _shadow_lines(shadow: dict | None) -> list[str]:
+    """README: "Model registry": the same requests with and without a shadow version, same run."""
+    if not shadow:
+        return []
+    summaries = shadow["summaries"]
+    lines = [
+        "## 9. The cost of a shadow version",
+        "",
+        "| what | samples | median, no shadow | p99, no shadow | median, with a shadow | p99, with a shadow "
+        "| median with ÷ without |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for where in ("service", "daphne"):
+        for kind in ("V2 1 row", "REST 1 row", "keystroke"):
+            off, on = summaries[f"{where}: {kind}, no shadow"], summaries[f"{where}: {kind}, with a shadow"]
+            lines.append(
+                f"| {where}: {kind} | {off.samples} + {on.samples} | {fmt(off.median)} µs | {fmt(off.p99)} µs "
+                f"| {fmt(on.median)} µs | {fmt(on.p99)} µs | {on.median / off.median:.2f}× |"
+            )
+    lines += [
+        "",
+        "`service` rows call the prediction service in the benchmark's own process; `daphne` rows are round",
+        f"trips to one daphne process (HTTP keep-alive; keystrokes paced at {_typing_rate():g} a second on one",
+        f"socket). {shadow['rounds']} rounds without and {shadow['rounds']} with the shadow alternate "
+        "(`manage.py shadow` between them), so both halves see the same machine. The shadow is a second,",
+        "quickly trained version on the fast path; REST rows also store its risk with the assessment.",
         "",
     ]
     return lines

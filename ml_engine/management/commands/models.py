@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ml_engine.models import ModelVersion
 from ml_engine.registry import ArtifactError, export_version, import_version, load_version
+from ml_engine.services import serving_plan_get
 
 
 class Command(BaseCommand):
@@ -62,3 +63,27 @@ class Command(BaseCommand):
                 load_version(active)  # the same checks a serving process makes before it switches
             except ArtifactError as exc:
                 self.stdout.write(self.style.ERROR(f"\nThe active version does not load: {exc}"))
+        self.list_plan({r.version: r for r in rows})
+
+    def list_plan(self, records: dict[str, ModelVersion]) -> None:
+        """The shadow and canary in force (README: "Model registry"), checked as a process would."""
+        plan = serving_plan_get()
+        if plan is None or not (plan.shadow_version or plan.canary_version):
+            return
+        since = f"since {plan.changed_at:%Y-%m-%d %H:%M:%S} UTC, by {plan.changed_by}"
+        roles = []
+        if plan.shadow_version:
+            roles.append(("shadow", plan.shadow_version, f"Shadow: {plan.shadow_version} ({since})"))
+        if plan.canary_version:
+            share = f"{plan.canary_share:.1%} of new sessions and REST/V2 requests"
+            roles.append(("canary", plan.canary_version, f"Canary: {plan.canary_version} answers {share} ({since})"))
+        self.stdout.write("")
+        for role, version, line in roles:
+            self.stdout.write(line)
+            record = records.get(version)
+            try:
+                if record is None:
+                    raise ArtifactError(f"No model version {version!r} is stored.")
+                load_version(record)
+            except ArtifactError as exc:
+                self.stdout.write(self.style.ERROR(f"The {role} version does not load, so it does not serve: {exc}"))
