@@ -257,24 +257,28 @@ def _shadow_lines(shadow: dict | None) -> list[str]:
     lines = [
         "## 9. The cost of a shadow version",
         "",
+        f"Measured {shadow['measured']} (`python -m bench --only=shadow` measures this section alone).",
+        "",
         "| what | samples | median, no shadow | p99, no shadow | median, with a shadow | p99, with a shadow "
-        "| median with ÷ without |",
-        "|---|---|---|---|---|---|---|",
+        "| median added | median with ÷ without |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for where in ("service", "daphne"):
         for kind in ("V2 1 row", "REST 1 row", "keystroke"):
             off, on = summaries[f"{where}: {kind}, no shadow"], summaries[f"{where}: {kind}, with a shadow"]
             lines.append(
                 f"| {where}: {kind} | {off.samples} + {on.samples} | {fmt(off.median)} µs | {fmt(off.p99)} µs "
-                f"| {fmt(on.median)} µs | {fmt(on.p99)} µs | {on.median / off.median:.2f}× |"
+                f"| {fmt(on.median)} µs | {fmt(on.p99)} µs | {on.median - off.median:+.1f} µs "
+                f"| {on.median / off.median:.2f}× |"
             )
     lines += [
         "",
-        "`service` rows call the prediction service in the benchmark's own process; `daphne` rows are round",
-        f"trips to one daphne process (HTTP keep-alive; keystrokes paced at {_typing_rate():g} a second on one",
-        f"socket). {shadow['rounds']} rounds without and {shadow['rounds']} with the shadow alternate "
-        "(`manage.py shadow` between them), so both halves see the same machine. The shadow is a second,",
-        "quickly trained version on the fast path; REST rows also store its risk with the assessment.",
+        "`service` rows call the prediction service in the benchmark's own process: what the shadow itself",
+        "costs. `daphne` rows are round trips to one daphne process (HTTP keep-alive; keystrokes paced at",
+        f"{_typing_rate():g} a second on one socket), where that cost is lost in the noise of the machine.",
+        f"{shadow['rounds']} rounds without and {shadow['rounds']} with the shadow alternate (set and cleared",
+        "through the service between them), so both halves see the same machine. The shadow is a second,",
+        "quickly trained version on the fast path; REST rows also store its risk.",
         "",
     ]
     return lines

@@ -15,6 +15,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -136,4 +137,5 @@ def run(*, work: Path) -> dict:
             timings[f"daphne: keystroke, {label}"] += keystrokes
         model_shadow(version=None, changed_by="bench")
     summaries = {name: Summary.of(name, values) for name, values in timings.items()}
-    return {"shadow_version": shadow, "summaries": summaries, "rounds": ROUNDS}
+    measured = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    return {"shadow_version": shadow, "summaries": summaries, "rounds": ROUNDS, "measured": measured}

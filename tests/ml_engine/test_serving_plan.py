@@ -296,7 +296,7 @@ def test_bad_names_and_shares_are_clear_command_errors(variant, served_model, co
     assert not ServingPlan.objects.exists()
 
 
-def test_a_version_that_fails_to_load_never_serves_and_says_why(variant, capsys):
+def test_a_version_that_fails_to_load_never_serves_and_says_why(client, variant, capsys, settings):
     ModelArtifact.objects.filter(model_version__version=variant.version).update(content=b"corrupted")
     with pytest.raises(CommandError, match="sha256"):
         call_command("shadow", variant.version)
@@ -317,6 +317,9 @@ def test_a_version_that_fails_to_load_never_serves_and_says_why(variant, capsys)
     assert prediction.model_version != variant.version and prediction.shadow_risk is None
     call_command("models")
     assert "The shadow version does not load, so it does not serve" in capsys.readouterr().out
+    settings.METRICS_TOKEN = "operator-token"
+    ready = client.get("/readyz", headers={"Authorization": "Bearer operator-token"}).json()
+    assert ready["serving_plan"]["shadow"] is None and "sha256" in ready["serving_plan"]["errors"][0]
 
 
 def test_purge_takes_the_shadow_risks_with_the_assessments(client, variant):
@@ -336,3 +339,33 @@ def test_purge_takes_the_shadow_risks_with_the_assessments(client, variant):
         "canary_share",
         "note",
     }
+
+
+def test_a_kiosk_shows_the_answer_never_the_shadow(variant, monkeypatch):
+    from asgiref.sync import async_to_sync
+    from channels.layers import channel_layers
+
+    from live import boards
+
+    services.model_shadow(version=variant.version)
+    monkeypatch.setattr(boards, "_store", None)
+    channel_layers.backends.clear()
+
+    async def kiosk_and_person() -> tuple[dict, dict]:
+        application = URLRouter(websocket_urlpatterns)
+        kiosk = WebsocketCommunicator(application, "/ws/kiosk/lobby-1/")
+        assert (await kiosk.connect(timeout=20))[0]
+        assert (await kiosk.receive_json_from(timeout=20))["sessions"] == []
+        person = WebsocketCommunicator(application, "/ws/predict/?board=lobby-1")
+        assert (await person.connect(timeout=20))[0]
+        await person.send_json_to({"type": "update", "seq": 1, "features": PERSON})
+        reply = await person.receive_json_from(timeout=20)
+        frame = await kiosk.receive_json_from(timeout=20)
+        await person.disconnect()
+        await kiosk.disconnect()
+        return reply, frame
+
+    reply, frame = async_to_sync(kiosk_and_person)()
+    assert frame["type"] == "session" and frame["risk"] == reply["risk"]
+    assert frame["risk"] != pytest.approx(variant_risk(variant, PERSON), abs=1e-6)
+    assert variant.version not in json.dumps(frame) and not any("shadow" in key for key in frame)
