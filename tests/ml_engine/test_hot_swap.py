@@ -136,8 +136,8 @@ def stored_shadows(env) -> list[list]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_a_shadow_and_a_canary_reach_every_process_within_2_s(server_env, redis_server):
-    server_env.redis_url = redis_server.url
+def test_a_shadow_and_a_canary_reach_every_process_within_2_s(redis_env):
+    server_env = redis_env
     server_env.manage("train", "--quick", "--no-activate")
     time.sleep(1)  # version names carry the second they were made
     server_env.manage("train", "--quick", "--no-activate")
@@ -178,12 +178,12 @@ def test_a_live_socket_keeps_the_version_it_drew_across_plan_changes(server_env)
         rest_answer(server)  # the process has loaded its model
         server_env.manage("canary", canary, "--share", "1")
         wait_until(lambda: plan_seen(server)["canary"] == canary, "the canary")
-        with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as on_canary:
+        with server.connect() as on_canary:
             assert version_served(on_canary, 1) == canary
             # No new session joins it now; the one it has keeps it.
             server_env.manage("canary", canary, "--share", "0")
             wait_until(lambda: plan_seen(server)["share"] == 0.0, "the new share")
-            with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as on_active:
+            with server.connect() as on_active:
                 for seq in range(2, 12):
                     assert version_served(on_canary, seq) == canary
                     assert version_served(on_active, seq) == active
@@ -196,7 +196,7 @@ def test_a_live_socket_keeps_the_version_it_drew_across_plan_changes(server_env)
             server_env.manage("canary", active, "--share", "1")
             wait_until(lambda: plan_seen(server)["canary"] == active, "the second canary")
             assert version_served(on_canary, 300) == canary  # drawn before: stays on the active one
-            with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as late:
+            with server.connect() as late:
                 assert version_served(late, 1) == active
                 server_env.manage("canary", "--off")
                 wait_for_version([late], canary, 1)
