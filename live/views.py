@@ -150,6 +150,8 @@ def model_card(request):
         {
             "served": served,
             "meta": meta,
+            # None for versions stored before pooled calibration existed: the page says so.
+            "calibration": meta.get("calibration"),
             "threshold_percent": wording.percent(served.threshold),
             "bands_sentence": wording.bands_sentence(served.bands),
             "cutoffs": CLINICAL_CUTOFFS,
