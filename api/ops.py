@@ -27,6 +27,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from ml_engine import monitoring
 from ml_engine.registry import ModelUnavailable, active_model
 
 logger = logging.getLogger(__name__)
@@ -175,4 +176,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
     Operators only (bearer token or allowlisted address; open with DEBUG)."""
     if not is_operator(request):
         return _forbidden()
+    try:  # the drift gauges: cached, at most one round of bounded queries a minute (README: "Monitoring")
+        monitoring.update_gauges(monitoring.cached_report())
+    except Exception:  # a database outage (or a bug there) must not cost the process metrics
+        logger.warning("The drift gauges could not be computed; /metrics shows their last values.", exc_info=True)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

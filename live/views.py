@@ -1,21 +1,25 @@
-"""The HTML pages: the assessment form (live with JavaScript), the result page, the model card and
-the kiosk board. README: "The person's pages"."""
+"""The HTML pages: the assessment form (live with JavaScript), the result page, the model card,
+the kiosk board (README: "The person's pages") and the staff monitoring page (README: "Monitoring")."""
 
 import json
+from functools import wraps
 
 import segno
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.html import escape
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from ml_engine import monitoring
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
 from ml_engine.services import assessment_create, model_overview, predict
 from project import throttling
 
-from . import wording
+from . import charts, wording
 from .boards import DEFAULT_BOARD, valid_board
 from .forms import FeatureForm
 
@@ -187,3 +191,28 @@ def kiosk(request, board=DEFAULT_BOARD):
     qr = segno.make(join_url, error="m").svg_inline(omitsize=True, svgclass="qr", dark="#000", light="#fff", border=4)
     qr = qr.replace("<svg ", f'<svg role="img" aria-label="QR code for {escape(join_url)}" ', 1)
     return render(request, "live/kiosk.html", {"board": board, "join_url": join_url, "qr_svg": qr})
+
+
+def staff_only(view):
+    """Staff pages through Django's auth (README: "Access and roles"): anonymous visitors go to the
+    admin login and come back; a signed-in user who is not staff gets the 403 page."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        if not user.is_staff:
+            return render(request, "live/forbidden.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@never_cache
+@require_GET
+@staff_only
+def monitor(request):
+    """Drift, served risks, predictions per interface and live calibration (README: "Monitoring").
+    The figures are at most MONITOR_CACHE_SECONDS old; the page says when they were computed."""
+    return render(request, "live/monitor.html", charts.page_context(monitoring.cached_report()))

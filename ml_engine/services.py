@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange, ServingPlan
+from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange, PredictionCount, ServingPlan
 from .registry import (
     ARTIFACT_NAME,
     ArtifactError,
@@ -46,6 +46,7 @@ from .schema import (
     invalid_cells,
     value_error,
 )
+from .tally import tally
 from .training import Dataset, load_dataset, quick_pool, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ def _predict_cleaned(
         metrics.CANARY_PREDICTIONS.labels(interface).inc()
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc()
+    tally.add(interface=interface, model_version=served.version, band=prediction.band, risk=risk)
     return prediction
 
 
@@ -388,6 +390,7 @@ def predict_many(*, instances: Sequence[Any], interface: str = "rest", contribut
         metrics.CANARY_PREDICTIONS.labels(interface).inc(len(predictions))
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(predictions))
+    tally.add_risks(interface=interface, model_version=version, risks=risks, bands=bands)
     return predictions
 
 
@@ -432,6 +435,7 @@ def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2", canary: bool 
         metrics.CANARY_PREDICTIONS.labels(interface).inc(len(risks))
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(risks))
+    tally.add_risks(interface=interface, model_version=served.version, risks=risks, bands=served.bands)
     return RiskBatch(
         risks=risks,
         labels=(risks >= served.threshold).astype(numpy.int64),
@@ -584,6 +588,15 @@ def assessment_record_outcome(
 def assessments_purge(*, older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted, _ = Assessment.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def prediction_counts_purge(*, older_than_days: int) -> int:
+    """Delete the daily prediction counts (README: "Monitoring") of the UTC days that ended more
+    than ``older_than_days`` days ago, as ``assessments_purge`` does for assessments; returns the
+    number of rows deleted."""
+    cutoff = (timezone.now() - timedelta(days=older_than_days)).date()
+    deleted, _ = PredictionCount.objects.filter(day__lt=cutoff).delete()
     return deleted
 
 

@@ -1,4 +1,5 @@
-"""`python manage.py purge_assessments`: delete assessments older than the retention period.
+"""`python manage.py purge_assessments`: delete assessments older than the retention period, and
+the daily prediction counts of monitoring with them (README: "Monitoring").
 
 A ``--days`` that would delete every stored assessment (``--days 0`` always does) asks for
 confirmation first, or needs ``--yes`` when nobody is at a terminal; the scheduled purge with the
@@ -12,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from ml_engine.models import Assessment
-from ml_engine.services import assessments_purge
+from ml_engine.services import assessments_purge, prediction_counts_purge
 
 
 class Command(BaseCommand):
@@ -39,4 +40,6 @@ class Command(BaseCommand):
             if input(question).strip().lower() != "yes":
                 raise CommandError("Nothing was deleted.")
         deleted = assessments_purge(older_than_days=days)
+        counts = prediction_counts_purge(older_than_days=days)
         self.stdout.write(f"Deleted {deleted} assessments older than {days} days.")
+        self.stdout.write(f"Deleted {counts} daily prediction counts of days before {days} days ago.")
