@@ -6,6 +6,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Test processes: most of the suite waits on daphne, Redis and Chromium processes rather than
 # computing, so four workers share two cores well; each test file stays on one worker.
+# One OpenMP thread per process: four workers each spinning two OpenMP threads (scikit-learn's
+# gradient boosting) on two cores slow training down many times over.
 TEST_WORKERS ?= 4
 # `python -m project.serve` is daphne with the production options as its defaults (PRODUCTION_OPTIONS
 # in project/serve.py: WebSockets open indefinitely, pings every 20 s and 30 s to answer them, 10 s
@@ -42,13 +44,13 @@ run: run-host-check $(BIN)/.runtime
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py ensure_model
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python -m project.serve -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) asgi:application
 
-# SKIP_LINT=1 runs the tests only (CI's second database run; ruff already ran once).
+# `make lint` first, then the tests; SKIP_LINT=1 runs the tests only (CI's second database run:
+# ruff and mypy already ran once).
 test: $(BIN)/.dev
 ifneq ($(SKIP_LINT),1)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory lint
 endif
-	DJANGO_DEBUG=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 DJANGO_DEBUG=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The compose stack for real (tests/compose): two web replicas behind the proxy, through one port.
 compose-test: $(BIN)/.dev
@@ -60,9 +62,12 @@ compose-test: $(BIN)/.dev
 	  "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
 	  "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" > $@
 
+# mypy's Django plugin loads project.settings, which needs DJANGO_DEBUG (or a secret key) to import;
+# its cache (.mypy_cache) makes a run after a small change take seconds (README: "Tests").
 lint: $(BIN)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	DJANGO_DEBUG=1 $(BIN)/mypy
 
 format: $(BIN)/.dev
 	$(BIN)/ruff check --fix .
@@ -72,4 +77,4 @@ bench: $(BIN)/.dev
 	DJANGO_DEBUG=1 $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .mypy_cache

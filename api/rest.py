@@ -5,7 +5,8 @@ Errors all have the shape ``{"errors": {"<key>": ["message", ...]}}`` (see ``api
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from django.utils.cache import add_never_cache_headers
 from drf_spectacular.types import OpenApiTypes
@@ -94,7 +95,7 @@ NO_MODEL = _error(
 )
 
 
-class NoStore:
+class NoStore(APIView):
     """Responses of this view carry health data: ``Cache-Control: no-store`` (README: "Health data")."""
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
@@ -234,7 +235,7 @@ class ModelApi(APIView):
         @extend_schema_serializer(component_name="ModelFeature")
         class FeatureSerializer(serializers.Serializer):
             key = serializers.CharField()
-            label = serializers.CharField()
+            label = serializers.CharField()  # type: ignore[assignment]  # a declared field: DRF's metaclass moves it off the class
             unit = serializers.CharField()
             min = serializers.FloatField(help_text="Lowest accepted value.")
             max = serializers.FloatField(help_text="Highest accepted value.")
@@ -396,12 +397,12 @@ class AssessmentOutcomeApi(NoStore, APIView):
         outcome = serializers.IntegerField(min_value=0, max_value=1)
         outcome_recorded_at = serializers.DateTimeField()
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.request.method == "PUT":
             return [IsStaff()]
         return super().get_permissions()
 
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         if request.authenticators and not request.successful_authenticator:
             raise NotAuthenticated(message)  # a 401 that says what credentials would do
         super().permission_denied(request, message, code)

@@ -2,11 +2,13 @@
 the kiosk board (README: "The person's pages") and the staff monitoring page (README: "Monitoring")."""
 
 import json
+from collections.abc import Callable, Iterable
 from functools import wraps
+from typing import Any
 
 import segno
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.html import escape
@@ -45,10 +47,10 @@ EXAMPLES = (
 )
 
 
-def _page_context(form: FeatureForm) -> dict:
+def _page_context(form: FeatureForm) -> dict[str, Any]:
     """What the form page needs besides the form: examples, and the model's words when it serves."""
     examples = [{"name": e["name"], "json": json.dumps(e["values"])} for e in EXAMPLES]
-    context = {"form": form, "examples": examples}
+    context: dict[str, Any] = {"form": form, "examples": examples}
     try:
         served = active_model.get()
     except ModelUnavailable:
@@ -62,13 +64,13 @@ def _page_context(form: FeatureForm) -> dict:
 
 @never_cache  # the form is filled with health data; browsers must not keep it (README: "Health data")
 @require_GET
-def assessment_form(request):
+def assessment_form(request: HttpRequest) -> HttpResponse:
     return render(request, "live/form.html", _page_context(FeatureForm()))
 
 
 @never_cache
 @require_POST
-def assessment_result(request):
+def assessment_result(request: HttpRequest) -> HttpResponse:
     decision = throttling.form_posts.hit(request.META.get("REMOTE_ADDR") or "")
     if not decision.allowed:  # README: "Throttles"
         wait = int(decision.wait + 0.999)
@@ -81,8 +83,8 @@ def assessment_result(request):
     try:
         prediction = predict(features=form.features(), interface="form")
     except FeatureValidationError as exc:  # the form mirrors the schema; this is a safety net
-        for key, messages in exc.errors.items():
-            form.add_error(key if key in form.fields else None, messages)
+        for key, problems in exc.errors.items():
+            form.add_error(key if key in form.fields else None, problems)
         return render(request, "live/form.html", _page_context(form), status=400)
     except ModelUnavailable as exc:
         return render(request, "live/unavailable.html", {"reason": str(exc)}, status=503)
@@ -91,7 +93,7 @@ def assessment_result(request):
     messages = wording.warning_messages(served.training_ranges)
     largest = max((abs(p) for p in prediction.points.values()), default=0.0) or 1.0
     mmol = form.cleaned_data.get("glucose_unit") == "mmol/L"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for feature in FEATURES:
         value = prediction.features[feature.key]
         typed = wording.number(value)
@@ -132,13 +134,13 @@ def assessment_result(request):
     )
 
 
-def _polyline(points, size=200):
+def _polyline(points: Iterable[tuple[float, float]], size: int = 200) -> str:
     """SVG polyline coordinates for points in the unit square (y grows upwards)."""
     return " ".join(f"{x * size:.1f},{(1 - y) * size:.1f}" for x, y in points)
 
 
 @require_GET
-def model_card(request):
+def model_card(request: HttpRequest) -> HttpResponse:
     try:
         served = active_model.get()
     except ModelUnavailable as exc:
@@ -182,7 +184,7 @@ def model_card(request):
 
 
 @require_GET
-def kiosk(request, board=DEFAULT_BOARD):
+def kiosk(request: HttpRequest, board: str = DEFAULT_BOARD) -> HttpResponse:
     """Full-screen board of anonymous live sessions; the page fills itself over the socket."""
     if not valid_board(board):
         raise Http404("Board names are 1 to 64 letters, digits, hyphens or underscores.")
@@ -193,12 +195,12 @@ def kiosk(request, board=DEFAULT_BOARD):
     return render(request, "live/kiosk.html", {"board": board, "join_url": join_url, "qr_svg": qr})
 
 
-def staff_only(view):
+def staff_only(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Staff pages through Django's auth (README: "Access and roles"): anonymous visitors go to the
     admin login and come back; a signed-in user who is not staff gets the 403 page."""
 
     @wraps(view)
-    def wrapped(request, *args, **kwargs):
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         user = request.user
         if not user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
@@ -212,7 +214,7 @@ def staff_only(view):
 @never_cache
 @require_GET
 @staff_only
-def monitor(request):
+def monitor(request: HttpRequest) -> HttpResponse:
     """Drift, served risks, predictions per interface and live calibration (README: "Monitoring").
     The figures are at most MONITOR_CACHE_SECONDS old; the page says when they were computed."""
     return render(request, "live/monitor.html", charts.page_context(monitoring.cached_report()))

@@ -166,11 +166,15 @@ def versions_compare(
         [[math.nan if (v := features.get(f.key)) is None else float(v) for f in FEATURES] for features, _, _ in rows],
         dtype=float,
     ).reshape(-1, len(FEATURES))
-    base = dict(a=a, b=b, limit=limit, assessments=len(rows), min_outcomes=MIN_OUTCOMES)
-    base.update(bootstrap_draws=draws, bootstrap_seed=seed)
     if not len(rows):
         return Comparison(
-            **base,
+            a=a,
+            b=b,
+            limit=limit,
+            assessments=0,
+            min_outcomes=MIN_OUTCOMES,
+            bootstrap_draws=draws,
+            bootstrap_seed=seed,
             mean_abs_difference=None,
             max_abs_difference=None,
             band_flips=0,
@@ -192,15 +196,8 @@ def versions_compare(
     )
     y = np.array([outcome for _, outcome, _ in rows], dtype=object)[trusted].astype(int)
     positives = int(y.sum())
-    agreement = dict(
-        mean_abs_difference=float(gap.mean()),
-        max_abs_difference=float(gap.max()),
-        band_flips=flips,
-        band_flip_share=flips / len(rows),
-        band_changes=dict(changes.most_common()),
-        outcomes=len(y),
-        positives=positives,
-    )
+    figures: list[PairedFigure] = []
+    note = ""
     if len(y) < MIN_OUTCOMES or positives == 0 or positives == len(y):
         note = (
             f"Too few recorded outcomes for AUC, Brier or calibration: {len(y)} (at least {MIN_OUTCOMES} "
@@ -208,6 +205,23 @@ def versions_compare(
             if len(y) < MIN_OUTCOMES
             else f"All {len(y)} recorded outcomes are the same, so AUC and calibration cannot be measured."
         )
-        return Comparison(**base, **agreement, note=note)
-    figures = paired_bootstrap(y, p_a[trusted], p_b[trusted], draws=draws, seed=seed)
-    return Comparison(**base, **agreement, figures=figures)
+    else:
+        figures = paired_bootstrap(y, p_a[trusted], p_b[trusted], draws=draws, seed=seed)
+    return Comparison(
+        a=a,
+        b=b,
+        limit=limit,
+        assessments=len(rows),
+        min_outcomes=MIN_OUTCOMES,
+        bootstrap_draws=draws,
+        bootstrap_seed=seed,
+        mean_abs_difference=float(gap.mean()),
+        max_abs_difference=float(gap.max()),
+        band_flips=flips,
+        band_flip_share=flips / len(rows),
+        band_changes=dict(changes.most_common()),
+        outcomes=len(y),
+        positives=positives,
+        figures=figures,
+        note=note,
+    )

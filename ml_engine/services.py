@@ -10,7 +10,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -113,7 +113,11 @@ def clinical_warnings(cleaned: Mapping[str, float | None]) -> list[str]:
 
 
 def _explain(
-    served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions, shadow=("", None)
+    served: ServedModel,
+    cleaned: dict[str, float | None],
+    risk: float,
+    contributions: Iterable[float],
+    shadow: tuple[str, float | None] = ("", None),
 ) -> Prediction:
     ranges = served.training_ranges
     warnings = [
@@ -425,8 +429,9 @@ def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2", canary: bool 
         errors = {}
         for i, j in bad[:10].tolist():
             feature, value = FEATURES[j], float(X[i, j])
-            problem = value_error(feature, value) if value == value else f"{feature.label} is missing."
-            errors[f"instances[{i}].{feature.key}"] = [problem]
+            # invalid_cells lists exactly the cells value_error refuses, and NaN ones.
+            problem = value_error(feature, value) if value == value else None
+            errors[f"instances[{i}].{feature.key}"] = [problem or f"{feature.label} is missing."]
         raise FeatureValidationError(errors)
     served = _answering(interface) if canary else active_model.get()
     risks, _ = served.model.predict_matrix(X, contributions=False)
@@ -607,6 +612,7 @@ def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
     trusted = Assessment.objects.exclude(outcome=None).filter(outcome_source__in=TRUSTED_OUTCOME_SOURCES)
     for features, outcome in trusted.order_by("pk").values_list("features", "outcome"):
         rows.append([math.nan if features.get(f.key) is None else float(features[f.key]) for f in FEATURES])
+        assert outcome is not None  # excluded by the query
         outcomes.append(int(outcome))
     X = numpy.array(rows, dtype=float).reshape(-1, len(FEATURES))
     return X, numpy.array(outcomes, dtype=int)

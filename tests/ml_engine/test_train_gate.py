@@ -40,7 +40,7 @@ def poison(rows: int = 600) -> None:
 
 
 def newest() -> ModelVersion:
-    return ModelVersion.objects.order_by("-created_at").first()
+    return ModelVersion.objects.order_by("-created_at")[0]
 
 
 def test_a_poisoned_retrain_is_stored_but_not_activated(served_model):

@@ -1,7 +1,9 @@
 """`python manage.py activate VERSION`: roll forward or back; every process follows within 2 s.
 A shadow and a canary in force end with it (README: "Model registry")."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_engine.registry import ArtifactError
 from ml_engine.services import model_activate, serving_plan_get
@@ -13,10 +15,10 @@ class Command(BaseCommand):
         "Ends a shadow and a canary; activating the canary's version makes it answer everyone."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("version")
 
-    def handle(self, *args, version, **options):
+    def handle(self, *args: Any, version: str, **options: Any) -> None:
         before = serving_plan_get()
         try:
             record = model_activate(version=version)

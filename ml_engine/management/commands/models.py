@@ -3,10 +3,12 @@ stored versions, moving a version between installations through files (README: "
 and two versions side by side on stored assessments (README: "Comparing versions")."""
 
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_engine.comparison import BOOTSTRAP_DRAWS, COMPARE_LIMIT, Comparison, versions_compare
+from ml_engine.evaluation import Interval
 from ml_engine.models import ModelVersion
 from ml_engine.registry import ArtifactError, export_version, import_version, load_version
 from ml_engine.services import serving_plan_get
@@ -27,7 +29,7 @@ class Command(BaseCommand):
         "on recorded outcomes with paired bootstrap intervals."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", nargs="?", choices=["list", "export", "import", "compare"], default="list")
         parser.add_argument(
             "target", nargs="?", help="export: the version; import: the exported folder; compare: version A"
@@ -45,13 +47,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0, help="compare: the bootstrap's seed")
 
-    def handle(self, *args, action, target, other, dir, **options):
-        if action == "compare" and not (target and other):
-            raise CommandError("`models compare` needs two versions: `models compare A B`.")
-        if action != "list" and not target:
-            raise CommandError(f"`models {action}` needs a {'version' if action == 'export' else 'folder'}.")
+    def handle(
+        self, *args: Any, action: str, target: str | None, other: str | None, dir: str | None, **options: Any
+    ) -> None:
+        if action == "list":
+            self.list_versions()
+            return
         try:
             if action == "compare":
+                if not (target and other):
+                    raise CommandError("`models compare` needs two versions: `models compare A B`.")
                 if not 1 <= options["limit"] <= COMPARE_LIMIT:
                     raise CommandError(f"--limit must be 1 to {COMPARE_LIMIT}.")
                 if not 10 <= options["bootstrap"] <= 10000:
@@ -61,19 +66,18 @@ class Command(BaseCommand):
                 )
                 self.print_comparison(comparison)
                 return
+            if not target:
+                raise CommandError(f"`models {action}` needs a {'version' if action == 'export' else 'folder'}.")
             if action == "export":
                 folder = export_version(version=target, directory=Path(dir) if dir else None)
                 self.stdout.write(self.style.SUCCESS(f"Exported {target} to {folder}."))
-                return
-            if action == "import":
+            else:
                 record = import_version(path=Path(target))
                 self.stdout.write(
                     self.style.SUCCESS(f"Imported {record.version} (not active; `activate {record.version}`).")
                 )
-                return
         except ArtifactError as exc:
             raise CommandError(str(exc)) from exc
-        self.list_versions()
 
     def list_versions(self) -> None:
         rows = list(ModelVersion.objects.order_by("created_at"))
@@ -129,7 +133,7 @@ class Command(BaseCommand):
         w = self.stdout.write
         w(f"A: {c.a}\nB: {c.b}")
         w(f"Scored: the {c.assessments} most recent stored assessments (at most {c.limit}), each with both versions.")
-        if not c.assessments:
+        if not c.assessments or c.mean_abs_difference is None or c.max_abs_difference is None:
             w(c.note)
             return
         w(
@@ -150,7 +154,7 @@ class Command(BaseCommand):
         header = f"{'figure':<22} {'A':>26} {'B':>26} {'B - A':>27}"
         w(header + "\n" + "-" * len(header))
 
-        def cell(i, width):
+        def cell(i: Interval | None, width: int) -> str:
             text = "not estimable" if i is None else f"{i.estimate:.4f} [{i.low:.4f}, {i.high:.4f}]"
             return f"{text:>{width}}"
 

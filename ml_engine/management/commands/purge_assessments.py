@@ -7,9 +7,10 @@ retention setting never asks (README: "Commands")."""
 
 import sys
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from ml_engine.models import Assessment
@@ -19,11 +20,11 @@ from ml_engine.services import assessments_purge, prediction_counts_purge
 class Command(BaseCommand):
     help = "Delete stored assessments (health data) older than ASSESSMENT_RETENTION_DAYS."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=None, help="Override the retention setting.")
         parser.add_argument("--yes", action="store_true", help="Do not ask before deleting every assessment.")
 
-    def handle(self, *args, days, yes, **options):
+    def handle(self, *args: Any, days: int | None, yes: bool, **options: Any) -> None:
         explicit = days is not None
         days = settings.ASSESSMENT_RETENTION_DAYS if days is None else days
         if days < 0:

@@ -1,8 +1,9 @@
 """`python manage.py train`: cross-validate the candidates, store and (by default) activate."""
 
 import sys
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from tqdm import tqdm
 
 from ml_engine.services import GATE_MAX_SHIFT, TrainingStorageError, model_train
@@ -15,7 +16,7 @@ class _Unterminated:
     """The command's stdout without the newline Django's OutputWrapper adds to every write, so the
     bar redraws in place."""
 
-    def __init__(self, out):
+    def __init__(self, out: OutputWrapper) -> None:
         self.out = out
 
     def write(self, text: str) -> None:
@@ -47,7 +48,7 @@ def calibration_lines(c: dict) -> list[str]:
 class Command(BaseCommand):
     help = "Train a model with repeated stratified cross-validation, store it as a new version and activate it."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--no-activate", action="store_true", help="Store the version without serving it.")
         parser.add_argument(
             "--from-db", action="store_true", help="Add assessments with a recorded outcome to the CSV data."
@@ -65,7 +66,7 @@ class Command(BaseCommand):
             help="Activate even when the promotion check refuses (recorded in the version's metadata).",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         quick = options["quick"]
         folds = SPLITS if quick else options["repeats"] * SPLITS
         pool = 1 if quick else len(candidates())
