@@ -44,13 +44,13 @@ class ServingPlanAdmin(admin.ModelAdmin):
     list_display = ["changed_at", "changed_by", "shadow_version", "canary_version", "canary_share", "note"]
     readonly_fields = [f.name for f in ServingPlan._meta.fields]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: ServingPlan | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: ServingPlan | None = None) -> bool:
         return False
 
 

@@ -3,10 +3,11 @@
 import bisect
 import math
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 INTERFACES = ("form", "rest", "v2", "ws")
 
@@ -116,7 +117,7 @@ class ShadowAgreement:
         with self._lock:
             self._skipped[interface] += rows
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         difference = HistogramMetricFamily(
             "diabetes_shadow_risk_difference",
             "|served risk - shadow risk| for each prediction the shadow version scored, by interface.",
@@ -148,7 +149,10 @@ class ShadowAgreement:
     def reset(self) -> None:
         """Back to zero (tests)."""
         with self._lock:
-            self.__init__()
+            self._counts = {interface: [0] * (len(self.BOUNDS) + 1) for interface in INTERFACES}
+            self._sums = dict.fromkeys(INTERFACES, 0.0)
+            self._flips = dict.fromkeys(INTERFACES, 0)
+            self._skipped = dict.fromkeys(INTERFACES, 0)
 
 
 SHADOW = ShadowAgreement()

@@ -6,6 +6,7 @@ import contextlib
 import json
 import time
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,7 @@ def rest_answer(server, features: dict | None = None) -> dict:
 def plan_seen(server) -> dict:
     """The shadow and canary a process has loaded, from its /metrics (open to operators; DEBUG here)."""
     text = urllib.request.urlopen(f"{server.http}/metrics", timeout=TIMEOUT).read().decode()
-    seen = {"shadow": None, "canary": None, "share": None}
+    seen: dict[str, Any] = {"shadow": None, "canary": None, "share": None}
     for line in text.splitlines():
         if line.startswith("diabetes_serving_plan_info{") and line.endswith(" 1.0"):
             labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))

@@ -1,7 +1,9 @@
 """`python manage.py canary VERSION --share 0.1 | --off`: let VERSION answer a share of new live
 sessions and REST/V2 requests (README: "Model registry"); every process follows within 2 s."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_engine.registry import ArtifactError
 from ml_engine.services import model_canary, serving_plan_get
@@ -25,7 +27,7 @@ class Command(BaseCommand):
         "sessions go back to the active version); `activate` ends it too. Without arguments, show it."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("version", nargs="?")
         parser.add_argument(
             "--share",
@@ -34,7 +36,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--off", action="store_true", help="End the canary.")
 
-    def handle(self, *args, version, share: str | None, off, **options):
+    def handle(self, *args: Any, version: str | None, share: str | None, off: bool, **options: Any) -> None:
         if version and off:
             raise CommandError("Give a VERSION with --share, or --off, not both.")
         if not version and not off:

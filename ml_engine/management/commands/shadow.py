@@ -1,7 +1,9 @@
 """`python manage.py shadow VERSION | --off`: score every prediction with VERSION too, unseen
 (README: "Model registry"); every process follows within 2 s."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_engine.registry import ArtifactError
 from ml_engine.services import model_shadow, serving_plan_get
@@ -15,11 +17,11 @@ class Command(BaseCommand):
         "`activate` ends it."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("version", nargs="?")
         parser.add_argument("--off", action="store_true", help="Stop scoring with a shadow version.")
 
-    def handle(self, *args, version, off, **options):
+    def handle(self, *args: Any, version: str | None, off: bool, **options: Any) -> None:
         if version and off:
             raise CommandError("Give a VERSION or --off, not both.")
         if not version and not off:
