@@ -24,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.utils import json as strict_json
 
+from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, value_error
 from ml_engine.services import MAX_INSTANCES, predict_risks
@@ -187,7 +188,7 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
     wanted = _requested_outputs(header)
     # A version named in the path is served as asked; otherwise the canary may answer (README:
     # "Model registry"), and model_version says who did.
-    batch = predict_risks(matrix=np.array(rows, dtype=float), interface="v2", canary=version is None)
+    batch = predict_risks(matrix=np.array(rows, dtype=float), interface=Interface.V2, canary=version is None)
     values = {"risk": batch.risks, "label": batch.labels}
     outputs, blobs = [], []
     for name, as_binary in wanted:

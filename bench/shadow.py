@@ -42,6 +42,7 @@ def _second_version() -> str:
 
 
 def _in_process(timings: dict[str, list[float]], label: str) -> None:
+    from ml_engine.models import Interface
     from ml_engine.schema import FEATURE_KEYS
     from ml_engine.services import _predict_cleaned, predict, predict_risks
 
@@ -49,13 +50,13 @@ def _in_process(timings: dict[str, list[float]], label: str) -> None:
     row = np.array([[float(PERSON.get(key, 1.0)) for key in FEATURE_KEYS]])
     for i in range(IN_PROCESS):
         t = time.perf_counter_ns()
-        predict_risks(matrix=row, interface="v2")
+        predict_risks(matrix=row, interface=Interface.V2)
         timings[f"service: V2 1 row, {label}"].append((time.perf_counter_ns() - t) / 1000)
         t = time.perf_counter_ns()
-        predict(features={**PERSON, "glucose": 90 + i % 100}, interface="rest")
+        predict(features={**PERSON, "glucose": 90 + i % 100}, interface=Interface.REST)
         timings[f"service: REST 1 row, {label}"].append((time.perf_counter_ns() - t) / 1000)
         t = time.perf_counter_ns()
-        _predict_cleaned(features, interface="ws", started=0.0)
+        _predict_cleaned(features, interface=Interface.WS, started=0.0)
         timings[f"service: keystroke, {label}"].append((time.perf_counter_ns() - t) / 1000)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-INTERFACES = ("form", "rest", "v2", "ws")
+from .models import Interface
 
 PREDICTIONS = Counter(
     "diabetes_predictions_total",
@@ -61,7 +61,8 @@ MONITOR_COMPUTED = Gauge(
     "When the drift figures were computed (Unix time): how old the drift gauges are.",
 )
 
-for _interface in INTERFACES:
+# Every interface's series exists from the start, at zero, so a rate never starts from "absent".
+for _interface in Interface:
     PREDICTIONS.labels(_interface)
     PREDICTION_LATENCY.labels(_interface)
     INVALID_INPUTS.labels(_interface)
@@ -76,6 +77,9 @@ def set_active_version(version: str) -> None:
 
 # README: "Model registry" (shadow and canary). Bounded by construction: four interfaces, two
 # roles, and numbers about how two versions agree -- never an input, never a person.
+INTERFACE_NAMES = tuple(str(interface.value) for interface in Interface)
+
+
 class ShadowAgreement:
     """How the shadow version agrees with the version that answered, per interface: a histogram
     of |served risk - shadow risk| and a counter of band flips. A collector of its own so a batch
@@ -87,10 +91,10 @@ class ShadowAgreement:
         self._lock = threading.Lock()
         self._bounds = list(self.BOUNDS)
         self._edges = np.array(self.BOUNDS)
-        self._counts = {interface: [0] * (len(self.BOUNDS) + 1) for interface in INTERFACES}
-        self._sums = dict.fromkeys(INTERFACES, 0.0)
-        self._flips = dict.fromkeys(INTERFACES, 0)
-        self._skipped = dict.fromkeys(INTERFACES, 0)
+        self._counts = {interface: [0] * (len(self.BOUNDS) + 1) for interface in INTERFACE_NAMES}
+        self._sums = dict.fromkeys(INTERFACE_NAMES, 0.0)
+        self._flips = dict.fromkeys(INTERFACE_NAMES, 0)
+        self._skipped = dict.fromkeys(INTERFACE_NAMES, 0)
 
     def observe_one(self, interface: str, difference: float, flipped: bool) -> None:
         slot = bisect.bisect_left(self._bounds, difference)
@@ -134,7 +138,7 @@ class ShadowAgreement:
             labels=["interface"],
         )
         with self._lock:
-            for interface in INTERFACES:
+            for interface in INTERFACE_NAMES:
                 cumulative, buckets = 0, []
                 for bound, n in zip([*self._bounds, math.inf], self._counts[interface], strict=True):
                     cumulative += n
@@ -149,10 +153,10 @@ class ShadowAgreement:
     def reset(self) -> None:
         """Back to zero (tests)."""
         with self._lock:
-            self._counts = {interface: [0] * (len(self.BOUNDS) + 1) for interface in INTERFACES}
-            self._sums = dict.fromkeys(INTERFACES, 0.0)
-            self._flips = dict.fromkeys(INTERFACES, 0)
-            self._skipped = dict.fromkeys(INTERFACES, 0)
+            self._counts = {interface: [0] * (len(self.BOUNDS) + 1) for interface in INTERFACE_NAMES}
+            self._sums = dict.fromkeys(INTERFACE_NAMES, 0.0)
+            self._flips = dict.fromkeys(INTERFACE_NAMES, 0)
+            self._skipped = dict.fromkeys(INTERFACE_NAMES, 0)
 
 
 SHADOW = ShadowAgreement()
@@ -172,7 +176,7 @@ CANARY_SHARE = Gauge(
     "diabetes_canary_share",
     "The share of new live sessions and REST/V2 requests the canary answers (0 without a canary).",
 )
-for _interface in INTERFACES:
+for _interface in Interface:
     CANARY_PREDICTIONS.labels(_interface)
 
 

@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_engine.comparison import BOOTSTRAP_DRAWS, COMPARE_LIMIT, Comparison, versions_compare
 from ml_engine.evaluation import Interval
-from ml_engine.models import ModelVersion
 from ml_engine.registry import ArtifactError, export_version, import_version, load_version
+from ml_engine.selectors import model_version_list
 from ml_engine.services import serving_plan_get
 
 
@@ -80,7 +80,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def list_versions(self) -> None:
-        rows = list(ModelVersion.objects.order_by("created_at"))
+        rows = model_version_list()
         if not rows:
             self.stdout.write("No model versions. Run `python manage.py train`.")
             return
@@ -106,7 +106,7 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.ERROR(f"\nThe active version does not load: {exc}"))
         self.list_plan({r.version: r for r in rows})
 
-    def list_plan(self, records: dict[str, ModelVersion]) -> None:
+    def list_plan(self, records: dict[str, Any]) -> None:
         """The shadow and canary in force (README: "Model registry"), checked as a process would."""
         plan = serving_plan_get()
         if plan is None or not (plan.shadow_version or plan.canary_version):
