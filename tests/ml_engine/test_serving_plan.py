@@ -21,7 +21,7 @@ from sklearn.base import clone
 from live.routing import websocket_urlpatterns
 from ml_engine import metrics, services
 from ml_engine.inference import additive_terms, feature_groups
-from ml_engine.models import Assessment, ModelArtifact, ModelVersion, ServingPlan
+from ml_engine.models import Assessment, Interface, ModelArtifact, ModelVersion, ServingPlan
 from ml_engine.registry import active_model, load_version, serialise, store_version
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.training import load_dataset
@@ -133,7 +133,7 @@ def test_shadow_risks_are_stored_with_form_and_rest_assessments_and_never_shown(
     assert loaded.model.fast is not None  # scored on the fast path
     before = shadow_counts("rest")
     expected = variant_risk(variant, PERSON)
-    assert expected != pytest.approx(services.predict(features=PERSON, interface="form").risk, abs=1e-6)
+    assert expected != pytest.approx(services.predict(features=PERSON, interface=Interface.FORM).risk, abs=1e-6)
     replies = [
         client.post("/predict/", PERSON),
         client.post("/api/v1/predict", {"features": PERSON}, content_type="application/json"),
@@ -208,7 +208,7 @@ def test_batches_are_scored_by_the_shadow_in_one_vectorised_call(variant, served
         lambda X, **kw: calls.append(len(X)) or original(X, **kw),
     )
     rows = [PERSON, {"glucose": 90}, {"bmi": 45.0, "age": 60}]
-    predictions = services.predict_many(instances=rows)
+    predictions = services.predict_many(instances=rows, interface=Interface.REST)
     assert calls == [3]
     for row, prediction in zip(rows, predictions, strict=True):
         assert prediction.shadow_risk == pytest.approx(variant_risk(variant, row), abs=1e-12)
@@ -230,7 +230,7 @@ def test_a_shadow_without_a_fast_path_is_not_scored_and_the_command_says_so(vari
     call_command("shadow", variant.version)
     monkeypatch.setattr(active_model.plan.shadow.model, "fast", None)
     before = generate_latest(REGISTRY).decode()
-    prediction = services.predict(features=PERSON, interface="rest")
+    prediction = services.predict(features=PERSON, interface=Interface.REST)
     assert prediction.shadow_version == "" and prediction.shadow_risk is None
     after = generate_latest(REGISTRY).decode()
     assert before != after and 'diabetes_shadow_skipped_total{interface="rest"}' in after
@@ -313,7 +313,7 @@ def test_a_version_that_fails_to_load_never_serves_and_says_why(client, variant,
     assert plan.shadow is None and plan.canary is None and plan.canary_share == 0.0
     assert len(plan.errors) == 2 and all("sha256" in error for error in plan.errors)
     assert services.live_session_assign() is None
-    prediction = services.predict(features=PERSON, interface="rest")
+    prediction = services.predict(features=PERSON, interface=Interface.REST)
     assert prediction.model_version != variant.version and prediction.shadow_risk is None
     call_command("models")
     assert "The shadow version does not load, so it does not serve" in capsys.readouterr().out
