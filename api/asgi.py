@@ -11,7 +11,8 @@ Django would run for these requests, without the hops:
 - V2 is answered by its view (``api.v2.model_infer``) itself;
 - REST by ``api.rest.PredictApi``'s own parts: the strict JSON parser, the input serializer (DRF
   validation and error detail), the row throttle, the project's DRF exception handler and DRF's
-  JSON renderer; the assessments are stored in one worker-thread hop before the answer is sent;
+  JSON renderer; the assessments are stored before the answer is sent, in one hop to a writer
+  thread that keeps its database connection open;
 - the response passes through the same instances of the middleware that set headers on it
   (security, content security policy, common, frame options), in Django's order; a status of 400
   or more is logged as Django logs it, and a bug becomes Django's 500 answer (JSON for the APIs).
@@ -27,10 +28,12 @@ the same status, headers and body.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -38,7 +41,7 @@ from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.exception import response_for_exception
-from django.db import close_old_connections
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
@@ -275,24 +278,42 @@ assert isinstance(_RENDERER, JSONRenderer) and len(api_settings.DEFAULT_RENDERER
 _ALLOW = ", ".join(rest.PredictApi().allowed_methods)
 
 
+# The route's assessments are written by one thread, on one database connection kept open between
+# writes. (Django's handler opens and closes a connection per request, in a thread per request;
+# closing SQLite's last WAL connection checkpoints the log, tens of milliseconds a request.) The
+# connection is checked before each write and dropped after a failed one, so the next write
+# connects afresh.
+_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assessment-writer")
+
+
 def _store_sync(predictions: list[Prediction]) -> list[str]:
-    # Django closes broken or expired connections at each request's start and end
-    # (close_old_connections); this thread's writes get the same care.
-    close_old_connections()
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
     try:
         if len(predictions) == 1:
             stored = [assessment_create(prediction=predictions[0], interface="rest")]
         else:
             stored = assessments_create(predictions=predictions, interface="rest")
-        return [str(assessment.public_id) for assessment in stored]
-    finally:
-        close_old_connections()
+    except DatabaseError:
+        connection.close()
+        raise
+    return [str(assessment.public_id) for assessment in stored]
 
 
 async def _store(predictions: list[Prediction]) -> list[str]:
-    """The assessments of ``predictions`` stored before the answer (one INSERT, one worker-thread
-    hop); their public ids in order."""
-    return await sync_to_async(_store_sync, thread_sensitive=True)(predictions)
+    """The assessments of ``predictions`` stored before the answer (one INSERT for a batch, one
+    hop to the writer thread); their public ids in order. A database error reaches the caller
+    (503), so no answer ever carries an id that was not stored."""
+    return await asyncio.get_running_loop().run_in_executor(_writer, _store_sync, predictions)
+
+
+def close_connection() -> None:
+    """Close the writer thread's database connection (tests drop their database afterwards)."""
+    _writer.submit(_close).result()
+
+
+def _close() -> None:
+    connection.close()  # looked up in the writer thread: connections are per thread
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIHandler
 
-from api.asgi import PredictionRoute
+from api.asgi import PredictionRoute, close_connection
 from ml_engine.models import Assessment, ModelVersion
 from ml_engine.registry import active_model
 from project import throttling
@@ -106,7 +106,8 @@ def comparable(answer: dict) -> dict:
 def apps(served_model):
     django = ASGIHandler()
     recorder = Recorder(django)
-    return django, PredictionRoute(recorder, django=django), recorder
+    yield django, PredictionRoute(recorder, django=django), recorder
+    close_connection()  # the writer thread's connection must not outlive the test database
 
 
 def same_answer(apps, path, body=b"", *, answered_by_route=True, **kwargs) -> dict:
