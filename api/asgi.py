@@ -148,7 +148,7 @@ class PredictionRoute:
             return None  # keys are Django's to check (README: "Access and roles")
         path = scope.get("path", "")
         if path == REST_PREDICT:
-            return self._rest
+            return self._rest if _plain_rest(scope) else None
         match = V2_INFER.fullmatch(path)
         if match is None:
             return None
@@ -206,16 +206,7 @@ class PredictionRoute:
         return self._finish(request, response)
 
     async def _rest(self, scope: Scope, body: bytes) -> HttpResponseBase:
-        headers = dict(scope.get("headers") or ())
-        content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        length = headers.get(b"content-length")
-        if (
-            scope.get("query_string")
-            or content_type != b"application/json"
-            or headers.get(b"accept", b"").strip().lower() not in PLAIN_ACCEPT
-            or length is None
-            or not 0 < len(body) <= REST_INLINE_BODY_BYTES
-        ):
+        if not 0 < len(body) <= REST_INLINE_BODY_BYTES:
             raise NotHere
         request = self._request(scope, body)
         try:
@@ -314,6 +305,28 @@ def close_connection() -> None:
 
 def _close() -> None:
     connection.close()  # looked up in the writer thread: connections are per thread
+
+
+def _plain_rest(scope: Scope) -> bool:
+    """Whether DRF would parse this REST request's body as JSON and answer with its JSON renderer,
+    unparameterised, and the body is small enough to parse on the event loop; decided from the
+    headers, before any body byte is read (each of these headers given at most once)."""
+    if scope.get("query_string"):
+        return False
+    seen: dict[bytes, bytes] = {}
+    for name, value in scope.get("headers") or ():
+        if name in (b"content-type", b"content-length", b"accept"):
+            if name in seen:
+                return False
+            seen[name] = value
+    length = seen.get(b"content-length", b"").strip()
+    return (
+        seen.get(b"content-type", b"").split(b";", 1)[0].strip().lower() == b"application/json"
+        and seen.get(b"accept", b"").strip().lower() in PLAIN_ACCEPT
+        and length.isdigit()
+        and len(length) <= 6
+        and 0 < int(length) <= REST_INLINE_BODY_BYTES
+    )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

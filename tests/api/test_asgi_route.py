@@ -172,6 +172,11 @@ def test_the_served_version_path(apps, served_model):
         (REST, json.dumps({"features": PERSON}).encode(), {"headers": ((b"content-type", b"text/plain"),)}),
         (REST, json.dumps({"features": PERSON}).encode(), {"headers": (*JSON, (b"accept", b"text/html"))}),
         (REST, json.dumps({"features": PERSON}).encode(), {"query": b"format=json"}),
+        (
+            REST,
+            json.dumps({"features": PERSON}).encode(),
+            {"headers": ((b"content-type", b"text/plain"), (b"content-type", b"application/json"))},
+        ),
         (REST, json.dumps({"instances": [PERSON] * 200}).encode(), {}),  # over REST_INLINE_BODY_BYTES
         (REST, json.dumps({"features": PERSON}).encode(), {"host": b"evil.example"}),
         (V2, v2_body(ROW), {"host": b"evil.example"}),
