@@ -5,6 +5,7 @@ Plain sync helpers: Playwright's sync API must not run inside an asyncio loop.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,8 @@ CHROMIUM_ARGS = [
     "--disable-default-apps",
 ]
 TIMEOUT_MS = 30_000  # generous: the test machine is shared
+# Set to keep the screenshots the tests take (README: "The person's pages").
+SCREENSHOT_DIR = os.environ.get("SCREENSHOT_DIR")
 
 
 def require_chromium() -> None:
@@ -67,3 +70,10 @@ def page_width_overflow(page) -> int:
     return page.evaluate(
         "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth"
     )
+
+
+def shot(page, name: str, *, full_page: bool = True) -> None:
+    """Save ``page`` as SCREENSHOT_DIR/<name>.png when SCREENSHOT_DIR is set; else do nothing."""
+    if SCREENSHOT_DIR:
+        Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOT_DIR) / f"{name}.png"), full_page=full_page)

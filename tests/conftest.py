@@ -1,9 +1,15 @@
-"""Shared fixtures: a model trained once per test session, Redis and daphne processes."""
+"""Shared fixtures: a model trained once per test session, Redis and daphne processes, kiosk
+boards in Redis, and headless Chromium with pages closed after each test.
+
+Fixtures used by the tests of one folder only live in that folder's conftest.py (tests/live:
+in-process sockets; tests/security: a daphne per test and a raw HTTP client; tests/api: no
+throttling). Sample data is in tests/samples.py; plain helpers in tests/servers.py,
+tests/browser.py and tests/websocket_raw.py.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 from django.conf import settings
@@ -73,12 +79,34 @@ def _require_redis() -> None:
 
 @pytest.fixture
 def redis_server():
+    """A redis-server of this test's own on a free port, killed at the end (frozen or not)."""
     _require_redis()
     server = RedisServer().start()
     try:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def redis_boards(redis_server, settings, monkeypatch):
+    """Kiosk boards and the channel layer of this process in the test's redis-server, configured
+    as production configures them with REDIS_URL; the server is thawed before the layer closes."""
+    from channels.layers import channel_layers
+
+    from live import boards
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis_server.url, "socket_timeout": None}]},
+        }
+    }
+    channel_layers.backends.clear()
+    monkeypatch.setattr(boards, "_store", boards.RedisBoardStore(redis_server.url))
+    yield redis_server
+    redis_server.thaw()
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(scope="session")
@@ -94,9 +122,14 @@ def _prepared_server_base(tmp_path_factory):
 @pytest.fixture
 def server_env(_prepared_server_base, tmp_path):
     """Environment for daphne processes started by a test: own SQLite copy and model folder."""
-    base = tmp_path / "server"
-    shutil.copytree(_prepared_server_base, base)
-    return ServerEnv(base)
+    return ServerEnv.copied_from(_prepared_server_base, tmp_path / "server")
+
+
+@pytest.fixture
+def redis_env(server_env, redis_server):
+    """The environment for daphne processes sharing the test's redis-server (REDIS_URL)."""
+    server_env.redis_url = redis_server.url
+    return server_env
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +147,24 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """``new_page(**options)``: a page of the module's Chromium with the suite's timeout; options
+    go to Playwright's ``new_page`` (``bypass_csp=True`` unless given: see tests/browser.py).
+    Every page opened here is closed after the test, whatever it asserted."""
+    from tests.browser import TIMEOUT_MS
+
+    opened = []
+
+    def open_page(**options):
+        page = browser.new_page(**{"bypass_csp": True, **options})
+        opened.append(page)
+        page.set_default_timeout(TIMEOUT_MS)
+        return page
+
+    yield open_page
+    for page in opened:
+        if not page.is_closed():
+            page.close()

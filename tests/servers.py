@@ -1,24 +1,35 @@
-"""Real processes for tests that cross process boundaries: redis-server and daphne.
+"""Real processes for tests that cross process boundaries: redis-server and daphne, and the
+few calls a test makes to them (a WebSocket to daphne, one frame and its reply, a CSRF token).
 
 Each server gets a free port on 127.0.0.1 and is stopped when its context ends. Nothing here
-talks to anything but loopback.
+talks to anything but loopback. Plain functions: the fixtures that start these servers are in
+tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from websockets.sync.client import ClientConnection, connect
+
+from tests.samples import PERSON, TIMEOUT
+
 ROOT = Path(__file__).resolve().parent.parent
+# Seconds a server may take to start listening: a couple normally, far more on a busy shared
+# machine (a bound on waiting, never a measurement).
+START_TIMEOUT = 120
 
 
 def free_port() -> int:
@@ -27,7 +38,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, *, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, *, timeout: float = START_TIMEOUT, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -74,6 +85,16 @@ class RedisServer:
         self.kill()
         self.start()
 
+    def freeze(self) -> None:
+        """Stop the process (SIGSTOP): it keeps its connections and answers nothing."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen process run again (SIGCONT); harmless on one that is not frozen."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
 
 @dataclass
 class ServerEnv:
@@ -82,6 +103,12 @@ class ServerEnv:
     base: Path
     redis_url: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def copied_from(cls, template: Path, base: Path) -> ServerEnv:
+        """An environment over a copy of ``template`` (a migrated database and a trained model)."""
+        shutil.copytree(template, base)
+        return cls(base)
 
     @property
     def environ(self) -> dict[str, str]:
@@ -121,6 +148,7 @@ class DaphneServer:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     flags: tuple[str, ...] = ()  # daphne flags on top of the production options
+    preexec_fn: Callable[[], None] | None = None  # run in the child before daphne (resource limits)
 
     @property
     def http(self) -> str:
@@ -150,9 +178,15 @@ class DaphneServer:
             env=self.env.environ,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
-        wait_for_port(self.port, timeout=30, proc=self.proc)
+        wait_for_port(self.port, proc=self.proc)
         return self
+
+    def connect(self, path: str = "/ws/predict/", **options) -> ClientConnection:
+        """A WebSocket to ``path`` from the site's own origin; use it in a ``with`` so it is closed
+        whatever the test asserts. ``options`` go to websockets' ``connect`` (``max_size``...)."""
+        return connect(f"{self.ws}{path}", **{"origin": self.http, "open_timeout": TIMEOUT, **options})
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -177,3 +211,31 @@ def daphne_servers(env: ServerEnv, count: int = 1, flags: tuple[str, ...] = ()) 
     finally:
         for server in servers:
             server.stop()
+
+
+def ask(ws: ClientConnection, message: dict, *, timeout: float = TIMEOUT) -> dict:
+    """Send one frame on a live socket and return the next frame it receives, decoded."""
+    ws.send(json.dumps(message))
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def calm_prediction(server: DaphneServer) -> dict:
+    """What a new, well-behaved live socket is answered for PERSON (a server that still serves
+    others answers with a prediction)."""
+    with server.connect() as calm:
+        return ask(calm, {"type": "update", "seq": 0, "features": PERSON})
+
+
+def wait_until(predicate: Callable[[], object], what: str, *, timeout: float = TIMEOUT) -> None:
+    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token of the form in ``html`` (what a browser posts back)."""
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert match, "the page has a form with a CSRF token"
+    return match.group(1)

@@ -84,7 +84,7 @@ def test_production_refuses_to_start_before_collectstatic(tmp_path):
     port = free_port()
     process = serve(static_root, port)
     try:
-        wait_for_port(port, timeout=60, proc=process)
+        wait_for_port(port, proc=process)
     finally:
         process.terminate()
         process.wait(30)

@@ -1,4 +1,5 @@
-"""Loopback WebSocket clients that misbehave on purpose, and what a test reads from a daphne process.
+"""Raw loopback clients that misbehave on purpose (WebSocket and HTTP/1.1), and what a test reads
+from a daphne process.
 
 ``RawWebSocket`` speaks just enough RFC 6455 to open a socket and write masked text and ping frames; it
 never reads after the handshake, so it never answers a ping and its replies pile up on the server.
@@ -14,7 +15,7 @@ import socket
 import urllib.request
 from pathlib import Path
 
-TIMEOUT = 30
+from tests.samples import TIMEOUT
 
 
 class RawWebSocket:
@@ -84,3 +85,26 @@ def resident_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def read_response(sock: socket.socket, *, limit: int = 1 << 20) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one HTTP/1.1 response with a Content-Length (bounded read)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} bytes: {data[:200]!r}")
+        data += chunk
+        assert len(data) < limit
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {name.strip().lower(): value.strip() for name, value in (line.split(":", 1) for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    assert length < limit
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body

@@ -10,9 +10,9 @@ from django.test import Client
 from api import ops
 from ml_engine.models import ModelVersion
 from ml_engine.registry import active_model
+from tests.samples import PARTIAL_PERSON
 from tests.servers import free_port
 
-PERSON = {"glucose": 148, "bmi": 33.6, "age": 50}
 TOKEN = "operator-token-for-tests"
 
 
@@ -132,7 +132,9 @@ def test_metrics_count_predictions_by_interface(client, served_model):
     v2_before = _sample(before, "diabetes_predictions_total", interface="v2")
     latency_before = _sample(before, "diabetes_prediction_seconds_count", interface="rest")
 
-    client.post("/api/v1/predict", data=json.dumps({"instances": [PERSON] * 3}), content_type="application/json").json()
+    client.post(
+        "/api/v1/predict", data=json.dumps({"instances": [PARTIAL_PERSON] * 3}), content_type="application/json"
+    ).json()
     client.post(
         "/v2/models/diabetes/infer",
         data=json.dumps(

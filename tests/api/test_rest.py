@@ -25,27 +25,10 @@ PREDICTION_KEYS = {
 }
 
 
-def post_json(client, url, body, **kwargs):
-    data = body if isinstance(body, str | bytes) else json.dumps(body)
-    return client.post(url, data=data, content_type=kwargs.pop("content_type", "application/json"), **kwargs)
-
-
-def assert_errors(response, status=400):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"errors"}
-    assert body["errors"] and all(
-        isinstance(key, str) and isinstance(messages, list) and messages and all(isinstance(m, str) for m in messages)
-        for key, messages in body["errors"].items()
-    )
-    return body["errors"]
-
-
 # --- POST /api/v1/predict: one person --------------------------------------------------------
 
 
-def test_one_prediction_has_the_contract_shape_and_is_stored(client, served_model):
+def test_one_prediction_has_the_contract_shape_and_is_stored(client, served_model, post_json):
     response = post_json(client, PREDICT, {"features": PERSON})
     assert response.status_code == 200
     body = response.json()
@@ -62,7 +45,7 @@ def test_one_prediction_has_the_contract_shape_and_is_stored(client, served_mode
     assert stored.features == {key: float(v) if key not in ("pregnancies", "age") else v for key, v in PERSON.items()}
 
 
-def test_missing_and_null_features_are_imputed(client, served_model):
+def test_missing_and_null_features_are_imputed(client, served_model, post_json):
     body = post_json(client, PREDICT, {"features": {"glucose": 150, "bmi": None}}).json()
     assert body["imputed"] == [k for k in FEATURE_KEYS if k != "glucose"]
     assert Assessment.objects.get(public_id=body["id"]).features["bmi"] is None
@@ -71,7 +54,7 @@ def test_missing_and_null_features_are_imputed(client, served_model):
 # --- POST /api/v1/predict: many people ----------------------------------------------------------
 
 
-def test_batch_keeps_order_stores_each_and_matches_the_service(client, served_model):
+def test_batch_keeps_order_stores_each_and_matches_the_service(client, served_model, post_json):
     rows = [PERSON, {"glucose": 90}, {"bmi": 45.0, "age": 60}, {"insulin": 500, "glucose": 199}]
     response = post_json(client, PREDICT, {"instances": rows})
     assert response.status_code == 200
@@ -90,7 +73,7 @@ def test_batch_keeps_order_stores_each_and_matches_the_service(client, served_mo
     assert all(a.interface == "rest" for a in stored.values())
 
 
-def test_batch_is_one_vectorised_model_call(client, served_model, monkeypatch):
+def test_batch_is_one_vectorised_model_call(client, served_model, monkeypatch, post_json):
     calls = {"matrix": [], "one": 0}
     original = AdditiveModel.predict_matrix
 
@@ -109,19 +92,19 @@ def test_batch_is_one_vectorised_model_call(client, served_model, monkeypatch):
     assert calls == {"matrix": [250], "one": 0}
 
 
-def test_batch_of_the_maximum_size_is_answered(client, served_model):
+def test_batch_of_the_maximum_size_is_answered(client, served_model, post_json):
     response = post_json(client, PREDICT, {"instances": [{"glucose": 80 + i % 100} for i in range(MAX_INSTANCES)]})
     assert response.status_code == 200
     assert len(response.json()["predictions"]) == MAX_INSTANCES
 
 
-def test_too_many_instances_is_refused_before_any_work(client, served_model):
+def test_too_many_instances_is_refused_before_any_work(client, served_model, post_json, assert_errors):
     errors = assert_errors(post_json(client, PREDICT, {"instances": [PERSON] * (MAX_INSTANCES + 1)}))
     assert errors == {"instances": [f"Give a list of 1 to {MAX_INSTANCES} feature objects; got {MAX_INSTANCES + 1}."]}
     assert not Assessment.objects.exists()
 
 
-def test_batch_errors_name_the_instance_and_store_nothing(client, served_model):
+def test_batch_errors_name_the_instance_and_store_nothing(client, served_model, post_json, assert_errors):
     rows = [PERSON, {"glucose": 900}, {"glucose": "high", "bogus": 1}, {}]
     errors = assert_errors(post_json(client, PREDICT, {"instances": rows}))
     assert set(errors) == {"instances[1].glucose", "instances[2].glucose", "instances[2].bogus", "instances[3]"}
@@ -162,14 +145,14 @@ GLUCOSE = next(f for f in FEATURES if f.key == "glucose")
         (42, "non_field_errors", "Expected a dictionary"),
     ],
 )
-def test_invalid_bodies_name_the_field(client, served_model, body, key, fragment):
+def test_invalid_bodies_name_the_field(client, served_model, body, key, fragment, post_json, assert_errors):
     errors = assert_errors(post_json(client, PREDICT, body))
     assert key in errors, errors
     assert fragment in " ".join(errors[key])
     assert not Assessment.objects.exists()
 
 
-def test_range_messages_are_the_schemas(client, served_model):
+def test_range_messages_are_the_schemas(client, served_model, post_json, assert_errors):
     from ml_engine.schema import value_error
 
     errors = assert_errors(post_json(client, PREDICT, {"features": {"glucose": 900}}))
@@ -190,20 +173,20 @@ def test_range_messages_are_the_schemas(client, served_model):
         "[" * 100000 + "]" * 100000,
     ],
 )
-def test_bodies_that_are_not_json_are_400(client, served_model, raw):
+def test_bodies_that_are_not_json_are_400(client, served_model, raw, post_json, assert_errors):
     response = post_json(client, PREDICT, raw)
     errors = assert_errors(response)
     assert list(errors) == ["non_field_errors"]
     assert not Assessment.objects.exists()
 
 
-def test_a_body_past_the_upload_limit_is_400(client, served_model, settings):
+def test_a_body_past_the_upload_limit_is_400(client, served_model, settings, post_json, assert_errors):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     errors = assert_errors(post_json(client, PREDICT, {"instances": [PERSON] * 20}))
     assert errors == {"non_field_errors": ["The body is larger than 1000 bytes."]}
 
 
-def test_nan_literal_is_named(client, served_model):
+def test_nan_literal_is_named(client, served_model, post_json, assert_errors):
     errors = assert_errors(post_json(client, PREDICT, '{"features": {"glucose": NaN}}'))
     assert "NaN" in errors["non_field_errors"][0]
 
@@ -212,23 +195,23 @@ def test_nan_literal_is_named(client, served_model):
     "content_type",
     ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml"],
 )
-def test_wrong_content_type_is_400(client, served_model, content_type):
+def test_wrong_content_type_is_400(client, served_model, content_type, assert_errors):
     response = client.post(PREDICT, data=json.dumps({"features": PERSON}), content_type=content_type)
     errors = assert_errors(response)
     assert "application/json" in errors["non_field_errors"][0]
 
 
-def test_form_encoded_body_is_400(client, served_model):
+def test_form_encoded_body_is_400(client, served_model, assert_errors):
     errors = assert_errors(client.post(PREDICT, {"features": "x"}))  # multipart, as a browser form posts
     assert list(errors) == ["non_field_errors"]
 
 
-def test_get_on_predict_is_405_in_the_contract_shape(client, served_model):
+def test_get_on_predict_is_405_in_the_contract_shape(client, served_model, assert_errors):
     errors = assert_errors(client.get(PREDICT), status=405)
     assert "GET" in errors["non_field_errors"][0]
 
 
-def test_no_model_is_503_with_a_clear_error(client, served_model):
+def test_no_model_is_503_with_a_clear_error(client, served_model, post_json, assert_errors):
     ModelVersion.objects.update(is_active=False)
     active_model.reset()
     try:
@@ -271,13 +254,8 @@ def test_model_describes_schema_ranges_metrics_and_versions(client, served_model
 # --- POST /api/v1/assessments/<id>/outcome ------------------------------------------------------
 
 
-@pytest.fixture
-def assessment_id(client, served_model):
-    return post_json(client, PREDICT, {"features": PERSON}).json()["id"]
-
-
 @pytest.mark.parametrize("outcome", [0, 1])
-def test_outcome_is_recorded(client, assessment_id, outcome, outcomes_key):
+def test_outcome_is_recorded(client, assessment_id, outcome, outcomes_key, post_json):
     response = post_json(client, f"/api/v1/assessments/{assessment_id}/outcome", {"outcome": outcome}, **outcomes_key)
     assert response.status_code == 200
     body = response.json()
@@ -303,7 +281,7 @@ def test_outcome_is_recorded(client, assessment_id, outcome, outcomes_key):
         ('{"outcome": NaN}', "non_field_errors"),
     ],
 )
-def test_bad_outcomes_are_400(client, assessment_id, body, key, outcomes_key):
+def test_bad_outcomes_are_400(client, assessment_id, body, key, outcomes_key, post_json, assert_errors):
     errors = assert_errors(post_json(client, f"/api/v1/assessments/{assessment_id}/outcome", body, **outcomes_key))
     assert key in errors
     assert Assessment.objects.get(public_id=assessment_id).outcome is None
@@ -313,7 +291,7 @@ def test_bad_outcomes_are_400(client, assessment_id, body, key, outcomes_key):
     "ident",
     ["999999", "1", "0", "abc", "-3", "1e3", "99999999999999999999999999", "7f0c2a9e-3b5d-4c1e-9a8f-2d6b4e1c0a57"],
 )
-def test_unknown_assessment_is_404(client, served_model, ident, outcomes_key):
+def test_unknown_assessment_is_404(client, served_model, ident, outcomes_key, post_json, assert_errors):
     # Existing rows make integer keys real: they still find nothing, only the public id does.
     post_json(client, PREDICT, {"features": PERSON})
     response = post_json(client, f"/api/v1/assessments/{ident}/outcome", {"outcome": 1}, **outcomes_key)
@@ -324,7 +302,7 @@ def test_unknown_assessment_is_404(client, served_model, ident, outcomes_key):
 # --- throttling ---------------------------------------------------------------------------------
 
 
-def test_anonymous_clients_are_throttled_with_retry_after(client, served_model, settings):
+def test_anonymous_clients_are_throttled_with_retry_after(client, served_model, settings, post_json, assert_errors):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/minute"}}
     assert client.get("/api/v1/model").status_code == 200
     assert post_json(client, PREDICT, {"features": PERSON}).status_code == 200
@@ -375,7 +353,9 @@ def test_swagger_ui_is_served_from_local_static_files(client, served_model):
         assert client.get(src).status_code == 200
 
 
-def test_a_capped_object_still_counts_every_unknown_key_and_keeps_known_ones(client, served_model):
+def test_a_capped_object_still_counts_every_unknown_key_and_keeps_known_ones(
+    client, served_model, post_json, assert_errors
+):
     # The parser keeps 64 members of a large object plus the keys a body may use; the count stays exact.
     features = {f"x{i}": 1 for i in range(100)} | {"glucose": 120}
     errors = assert_errors(post_json(client, PREDICT, {"features": features}))

@@ -11,13 +11,14 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -95,12 +96,6 @@ def base_images() -> tuple[dict[str, str], bool]:
     log(f"stand-in images ready in {time.monotonic() - started:.0f} s")
     standins = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and line.split("=")[0] in OFFICIAL)
     return {**standins, **chosen}, True
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 import socket
 import time
@@ -18,7 +17,8 @@ import requests
 import websockets
 
 from tests.compose.conftest import log, run
-from tests.samples import PERSON
+from tests.samples import PERSON, PERSON_ROW
+from tests.servers import csrf_token
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow]
 
@@ -83,7 +83,7 @@ def test_form_and_result_page(stack):
     session = requests.Session()
     form = session.get(stack.base + "/", timeout=20)
     assert form.status_code == 200 and "csrfmiddlewaretoken" in form.text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+    token = csrf_token(form.text)
     result = session.post(
         stack.base + "/predict/",
         data={**{k: str(v) for k, v in PERSON.items()}, "csrfmiddlewaretoken": token},
@@ -104,20 +104,10 @@ def test_rest_prediction(stack):
 
 
 def test_v2_inference(stack):
-    row = [
-        float(PERSON[k])
-        for k in (
-            "pregnancies",
-            "glucose",
-            "blood_pressure",
-            "skin_thickness",
-            "insulin",
-            "bmi",
-            "diabetes_pedigree",
-            "age",
-        )
-    ]
-    request = {"id": "compose", "inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8], "data": row}]}
+    request = {
+        "id": "compose",
+        "inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8], "data": PERSON_ROW}],
+    }
     response = requests.post(stack.base + "/v2/models/diabetes/infer", json=request, timeout=20)
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o for o in response.json()["outputs"]}

@@ -9,40 +9,15 @@ import logging
 import threading
 
 import pytest
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from prometheus_client import REGISTRY
 
 from live import consumers
 from live.layer import group_send_quietly
-from live.routing import websocket_urlpatterns
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, FeatureValidationError
 from ml_engine.services import predict
-from tests.samples import PERSON
-
-TIMEOUT = 20  # generous: the test machine is shared
-
-FULL = PERSON  # every feature given
-
-application = URLRouter(websocket_urlpatterns)
-
-
-async def open_socket(path: str = "/ws/predict/") -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, path)
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
-    return communicator
-
-
-async def exchange(communicator: WebsocketCommunicator, message: dict) -> dict:
-    await communicator.send_json_to(message)
-    return await communicator.receive_json_from(timeout=TIMEOUT)
-
-
-async def exchange_text(communicator: WebsocketCommunicator, text: str) -> dict:
-    await communicator.send_to(text_data=text)
-    return await communicator.receive_json_from(timeout=TIMEOUT)
+from tests.samples import PERSON, TIMEOUT
 
 
 def merged(**values) -> dict:
@@ -56,10 +31,10 @@ def slow_path(served_model, monkeypatch):
     return served_model
 
 
-async def test_full_update_is_answered_with_the_same_risk_as_rest(served_model):
+async def test_full_update_is_answered_with_the_same_risk_as_rest(served_model, open_socket):
     ws = await open_socket()
-    reply = await exchange(ws, {"type": "update", "seq": 0, "features": FULL})
-    expected = predict(features=FULL)
+    reply = await ws.exchange({"type": "update", "seq": 0, "features": PERSON})
+    expected = predict(features=PERSON)
     assert reply["type"] == "prediction"
     assert reply["seq"] == 0
     assert reply["risk"] == pytest.approx(expected.risk, abs=1e-9)
@@ -72,51 +47,51 @@ async def test_full_update_is_answered_with_the_same_risk_as_rest(served_model):
     await ws.disconnect()
 
 
-async def test_partial_updates_merge_into_the_session_state(served_model):
+async def test_partial_updates_merge_into_the_session_state(served_model, open_socket):
     ws = await open_socket()
-    first = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 148}})
+    first = await ws.exchange({"type": "update", "seq": 1, "features": {"glucose": 148}})
     assert first["features"] == merged(glucose=148.0)
     assert set(first["imputed"]) == set(FEATURE_KEYS) - {"glucose"}
-    second = await exchange(ws, {"type": "update", "seq": 2, "features": {"age": 50, "bmi": 33.6}})
+    second = await ws.exchange({"type": "update", "seq": 2, "features": {"age": 50, "bmi": 33.6}})
     assert second["features"] == merged(glucose=148.0, age=50, bmi=33.6)
     assert second["risk"] == pytest.approx(predict(features={"glucose": 148, "age": 50, "bmi": 33.6}).risk, abs=1e-9)
     await ws.disconnect()
 
 
-async def test_null_clears_a_key_and_clearing_the_last_key_says_cleared(served_model):
+async def test_null_clears_a_key_and_clearing_the_last_key_says_cleared(served_model, open_socket):
     ws = await open_socket()
-    await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 148, "age": 50}})
-    reply = await exchange(ws, {"type": "update", "seq": 2, "features": {"glucose": None}})
+    await ws.exchange({"type": "update", "seq": 1, "features": {"glucose": 148, "age": 50}})
+    reply = await ws.exchange({"type": "update", "seq": 2, "features": {"glucose": None}})
     assert reply["type"] == "prediction"
     assert reply["features"] == merged(age=50)
     assert "glucose" in reply["imputed"]
     assert reply["risk"] == pytest.approx(predict(features={"age": 50}).risk, abs=1e-9)
-    assert await exchange(ws, {"type": "update", "seq": 3, "features": {"age": None}}) == {
+    assert await ws.exchange({"type": "update", "seq": 3, "features": {"age": None}}) == {
         "type": "cleared",
         "seq": 3,
     }
     await ws.disconnect()
 
 
-async def test_reset_clears_the_state(served_model):
+async def test_reset_clears_the_state(served_model, open_socket):
     ws = await open_socket()
-    await exchange(ws, {"type": "update", "seq": 1, "features": FULL})
-    assert await exchange(ws, {"type": "reset", "seq": 2}) == {"type": "cleared", "seq": 2}
-    reply = await exchange(ws, {"type": "update", "seq": 3, "features": {"bmi": 40}})
+    await ws.exchange({"type": "update", "seq": 1, "features": PERSON})
+    assert await ws.exchange({"type": "reset", "seq": 2}) == {"type": "cleared", "seq": 2}
+    reply = await ws.exchange({"type": "update", "seq": 3, "features": {"bmi": 40}})
     assert reply["features"] == merged(bmi=40.0)
     await ws.disconnect()
 
 
-async def test_invalid_values_refuse_the_whole_update_and_keep_the_state(served_model):
+async def test_invalid_values_refuse_the_whole_update_and_keep_the_state(served_model, open_socket):
     ws = await open_socket()
-    await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 148}})
-    reply = await exchange(
-        ws, {"type": "update", "seq": 2, "features": {"age": 50, "bmi": 1000, "insulin": "12", "shoe_size": 9}}
+    await ws.exchange({"type": "update", "seq": 1, "features": {"glucose": 148}})
+    reply = await ws.exchange(
+        {"type": "update", "seq": 2, "features": {"age": 50, "bmi": 1000, "insulin": "12", "shoe_size": 9}}
     )
     assert reply["type"] == "error" and reply["seq"] == 2
     assert set(reply["errors"]) == {"bmi", "insulin", "shoe_size"}
     assert all(isinstance(m, str) for messages in reply["errors"].values() for m in messages)
-    after = await exchange(ws, {"type": "update", "seq": 3, "features": {"pregnancies": 1}})
+    after = await ws.exchange({"type": "update", "seq": 3, "features": {"pregnancies": 1}})
     assert after["type"] == "prediction"
     assert after["features"] == merged(glucose=148.0, pregnancies=1)  # age from the refused update is not kept
     await ws.disconnect()
@@ -127,16 +102,16 @@ async def test_invalid_values_refuse_the_whole_update_and_keep_the_state(served_
     ["true", '"148"', "[148]", '{"v": 148}', "1e400", "-1", "601"],
     ids=["bool", "string", "list", "object", "overflow", "below", "above"],
 )
-async def test_each_bad_value_is_refused_for_its_field(served_model, literal):
+async def test_each_bad_value_is_refused_for_its_field(served_model, literal, open_socket):
     ws = await open_socket()
-    reply = await exchange_text(ws, '{"type": "update", "seq": 0, "features": {"glucose": ' + literal + "}}")
+    reply = await ws.exchange_text('{"type": "update", "seq": 0, "features": {"glucose": ' + literal + "}}")
     assert reply["type"] == "error" and reply["seq"] == 0 and list(reply["errors"]) == ["glucose"]
     await ws.disconnect()
 
 
-async def test_whole_number_features_refuse_fractions(served_model):
+async def test_whole_number_features_refuse_fractions(served_model, open_socket):
     ws = await open_socket()
-    reply = await exchange(ws, {"type": "update", "seq": 0, "features": {"age": 50.5, "pregnancies": 2.0}})
+    reply = await ws.exchange({"type": "update", "seq": 0, "features": {"age": 50.5, "pregnancies": 2.0}})
     assert reply["type"] == "error" and list(reply["errors"]) == ["age"]
     await ws.disconnect()
 
@@ -168,32 +143,32 @@ BAD_FRAMES = {
 
 
 @pytest.mark.parametrize("frame, code", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
-async def test_bad_frames_get_an_error_and_the_socket_stays_open(served_model, frame, code):
+async def test_bad_frames_get_an_error_and_the_socket_stays_open(served_model, frame, code, open_socket):
     ws = await open_socket()
-    reply = await exchange_text(ws, frame)
+    reply = await ws.exchange_text(frame)
     assert reply["type"] == "error" and reply["seq"] is None and reply["code"] == code
     assert isinstance(reply["detail"], str) and reply["detail"]
-    after = await exchange(ws, {"type": "update", "seq": 5, "features": {"age": 50}})
+    after = await ws.exchange({"type": "update", "seq": 5, "features": {"age": 50}})
     assert after["type"] == "prediction" and after["seq"] == 5
     await ws.disconnect()
 
 
-async def test_binary_frames_are_refused_and_the_socket_stays_open(served_model):
+async def test_binary_frames_are_refused_and_the_socket_stays_open(served_model, open_socket):
     ws = await open_socket()
     await ws.send_to(bytes_data=json.dumps({"type": "reset", "seq": 1}).encode())
     reply = await ws.receive_json_from(timeout=TIMEOUT)
     assert reply["type"] == "error" and reply["code"] == "bad_message" and reply["seq"] is None
-    assert (await exchange(ws, {"type": "reset", "seq": 1}))["type"] == "cleared"
+    assert (await ws.exchange({"type": "reset", "seq": 1}))["type"] == "cleared"
     await ws.disconnect()
 
 
-async def test_a_seq_that_does_not_grow_is_refused(served_model):
+async def test_a_seq_that_does_not_grow_is_refused(served_model, open_socket):
     ws = await open_socket()
-    await exchange(ws, {"type": "update", "seq": 7, "features": {"age": 50}})
+    await ws.exchange({"type": "update", "seq": 7, "features": {"age": 50}})
     for seq in (7, 3):
-        reply = await exchange(ws, {"type": "update", "seq": seq, "features": {"age": 60}})
+        reply = await ws.exchange({"type": "update", "seq": seq, "features": {"age": 60}})
         assert reply["type"] == "error" and reply["code"] == "bad_message" and reply["seq"] is None
-    after = await exchange(ws, {"type": "update", "seq": 8, "features": {"bmi": 30}})
+    after = await ws.exchange({"type": "update", "seq": 8, "features": {"bmi": 30}})
     assert after["features"] == merged(age=50, bmi=30.0)
     await ws.disconnect()
 
@@ -207,7 +182,7 @@ async def test_a_seq_that_does_not_grow_is_refused(served_model):
     ],
     ids=["ascii", "multibyte", "valid json"],
 )
-async def test_a_frame_over_64_kib_closes_with_1009(served_model, frame):
+async def test_a_frame_over_64_kib_closes_with_1009(served_model, frame, open_socket):
     ws = await open_socket()
     await ws.send_to(text_data=frame)
     closed = await ws.receive_output(timeout=TIMEOUT)
@@ -215,37 +190,29 @@ async def test_a_frame_over_64_kib_closes_with_1009(served_model, frame):
     await ws.disconnect(code=1009)
 
 
-async def test_a_big_frame_still_closes_where_the_server_refuses_1009_from_applications(served_model):
+async def test_a_big_frame_still_closes_where_the_server_refuses_1009_from_applications(
+    served_model, open_socket, autobahn_close_codes
+):
     """Autobahn (daphne) lets applications close only with 1000 or 3000-4999."""
-
-    async def autobahn_like(scope, receive, send):
-        async def strict_send(message):
-            if message["type"] == "websocket.close" and message.get("code") not in (None, 1000, *range(3000, 5000)):
-                raise Exception(f"invalid close code {message['code']}")
-            await send(message)
-
-        await application(scope, receive, strict_send)
-
-    ws = WebsocketCommunicator(autobahn_like, "/ws/predict/")
-    assert (await ws.connect(timeout=TIMEOUT))[0]
+    ws = await open_socket(application=autobahn_close_codes)
     await ws.send_to(text_data="x" * (64 * 1024 + 1))
     closed = await ws.receive_output(timeout=TIMEOUT)
     assert closed["type"] == "websocket.close" and closed["code"] == 4009
     await ws.disconnect(code=4009)
 
 
-async def test_a_binary_frame_over_64_kib_closes_with_1009(served_model):
+async def test_a_binary_frame_over_64_kib_closes_with_1009(served_model, open_socket):
     ws = await open_socket()
     await ws.send_to(bytes_data=b"\0" * (64 * 1024 + 1))
     assert await ws.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1009}
 
 
-async def test_a_frame_of_exactly_64_kib_is_read(served_model):
+async def test_a_frame_of_exactly_64_kib_is_read(served_model, open_socket):
     ws = await open_socket()
     frame = json.dumps({"type": "update", "seq": 1, "features": {"age": 50}, "pad": ""})
     frame = frame[:-2] + "x" * (64 * 1024 - len(frame)) + '"}'
     assert len(frame.encode()) == 64 * 1024
-    assert (await exchange_text(ws, frame))["type"] == "prediction"
+    assert (await ws.exchange_text(frame))["type"] == "prediction"
     await ws.disconnect()
 
 
@@ -267,7 +234,7 @@ async def burst(ws: WebsocketCommunicator, count: int) -> tuple[list[dict], dict
 
 
 @pytest.mark.parametrize("path", ["fast", "slow"])
-async def test_a_burst_is_coalesced_and_the_last_update_is_answered(served_model, monkeypatch, path):
+async def test_a_burst_is_coalesced_and_the_last_update_is_answered(served_model, monkeypatch, path, open_socket):
     if path == "slow":
         monkeypatch.setattr(served_model.model, "fast", None)
     ws = await open_socket()
@@ -286,7 +253,7 @@ async def test_a_burst_is_coalesced_and_the_last_update_is_answered(served_model
     await ws.disconnect()
 
 
-async def test_slow_inference_runs_on_the_inference_threads(slow_path, monkeypatch):
+async def test_slow_inference_runs_on_the_inference_threads(slow_path, monkeypatch, open_socket):
     threads = []
     model_predict = slow_path.model.predict_one
 
@@ -294,16 +261,16 @@ async def test_slow_inference_runs_on_the_inference_threads(slow_path, monkeypat
         threads.append(threading.current_thread().name)
         return model_predict(values)
 
-    expected = predict(features=FULL)
+    expected = predict(features=PERSON)
     monkeypatch.setattr(slow_path.model, "predict_one", recording_predict)
     ws = await open_socket()
-    reply = await exchange(ws, {"type": "update", "seq": 1, "features": FULL})
+    reply = await ws.exchange({"type": "update", "seq": 1, "features": PERSON})
     assert reply["risk"] == pytest.approx(expected.risk, abs=1e-9)
     assert threads and all(name.startswith("live-predict") for name in threads)
     await ws.disconnect()
 
 
-async def test_folded_inference_runs_inline_on_the_event_loop(served_model, monkeypatch):
+async def test_folded_inference_runs_inline_on_the_event_loop(served_model, monkeypatch, open_socket):
     assert served_model.model.fast is not None
     threads = []
     model_predict = served_model.model.predict_one
@@ -314,12 +281,12 @@ async def test_folded_inference_runs_inline_on_the_event_loop(served_model, monk
 
     monkeypatch.setattr(served_model.model, "predict_one", recording_predict)
     ws = await open_socket()
-    assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 1, "features": PERSON}))["type"] == "prediction"
     assert threads == [threading.current_thread().name]
     await ws.disconnect()
 
 
-async def test_an_unloaded_model_is_loaded_off_the_event_loop(served_model, monkeypatch):
+async def test_an_unloaded_model_is_loaded_off_the_event_loop(served_model, monkeypatch, open_socket):
     threads = []
 
     def recording_get():
@@ -330,19 +297,19 @@ async def test_an_unloaded_model_is_loaded_off_the_event_loop(served_model, monk
     active_model.reset()
     monkeypatch.setattr(active_model, "get", recording_get)
     ws = await open_socket()
-    assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 1, "features": PERSON}))["type"] == "prediction"
     assert threads and threads[0].startswith("live-predict")
     await ws.disconnect()
 
 
-async def test_model_unavailable_is_an_error_and_the_socket_stays_open(served_model, monkeypatch):
+async def test_model_unavailable_is_an_error_and_the_socket_stays_open(served_model, monkeypatch, open_socket):
     def unavailable():
         raise ModelUnavailable("No model is active. Run `python manage.py train`.")
 
     active_model.reset()
     monkeypatch.setattr(active_model, "get", unavailable)
     ws = await open_socket()
-    reply = await exchange(ws, {"type": "update", "seq": 1, "features": FULL})
+    reply = await ws.exchange({"type": "update", "seq": 1, "features": PERSON})
     assert reply == {
         "type": "error",
         "seq": 1,
@@ -351,42 +318,38 @@ async def test_model_unavailable_is_an_error_and_the_socket_stays_open(served_mo
     }
     monkeypatch.undo()
     active_model.install(served_model)
-    assert (await exchange(ws, {"type": "update", "seq": 2, "features": {"age": 40}}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 2, "features": {"age": 40}}))["type"] == "prediction"
     await ws.disconnect()
 
 
-async def test_an_unexpected_failure_is_an_error_and_is_logged_without_features(served_model, monkeypatch, caplog):
+async def test_an_unexpected_failure_is_an_error_and_is_logged_without_features(
+    served_model, monkeypatch, caplog, open_socket
+):
     def broken(values):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(served_model.model, "predict_one", broken)
     ws = await open_socket()
     with caplog.at_level(logging.ERROR, logger="live.consumers"):
-        reply = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 173.25}})
+        reply = await ws.exchange({"type": "update", "seq": 1, "features": {"glucose": 173.25}})
     assert reply["type"] == "error" and reply["code"] == "internal_error" and reply["seq"] == 1
     assert "boom" in caplog.text and "173.25" not in caplog.text
     await ws.disconnect()
 
 
-async def test_predictions_reach_the_board_only_with_a_board(served_model, monkeypatch):
-    from channels.layers import channel_layers
-
-    from live import boards
-
-    monkeypatch.setattr(boards, "_store", None)
-    channel_layers.backends.clear()
+async def test_predictions_reach_the_board_only_with_a_board(served_model, fresh_boards, open_socket):
     kiosk = await open_socket("/ws/kiosk/lobby-1/")
     assert (await kiosk.receive_json_from(timeout=TIMEOUT))["sessions"] == []
     plain = await open_socket()
-    await exchange(plain, {"type": "update", "seq": 1, "features": FULL})
+    await plain.exchange({"type": "update", "seq": 1, "features": PERSON})
     await plain.disconnect()
     assert await kiosk.receive_nothing(timeout=0.5)
     board = await open_socket("/ws/predict/?board=lobby-1")
-    reply = await exchange(board, {"type": "update", "seq": 1, "features": FULL})
+    reply = await board.exchange({"type": "update", "seq": 1, "features": PERSON})
     event = await kiosk.receive_json_from(timeout=TIMEOUT)
     assert event["type"] == "session" and event["risk"] == reply["risk"]
     assert event["band"] == reply["band"]
-    assert (await exchange(board, {"type": "reset", "seq": 2}))["type"] == "cleared"
+    assert (await board.exchange({"type": "reset", "seq": 2}))["type"] == "cleared"
     assert await kiosk.receive_json_from(timeout=TIMEOUT) == {"type": "session_end", "id": event["id"]}
     await board.disconnect()
     await kiosk.disconnect()
@@ -400,14 +363,14 @@ def test_board_names_are_parsed_from_the_query(query, board):
     assert consumers.board_from_query({"type": "websocket", "query_string": query}) == board
 
 
-async def test_the_live_socket_does_not_listen_on_the_channel_layer(served_model, monkeypatch):
+async def test_the_live_socket_does_not_listen_on_the_channel_layer(served_model, monkeypatch, open_socket):
     def no_layer(*args, **kwargs):
         raise AssertionError("the live consumer must not depend on the channel layer")
 
     monkeypatch.setattr("channels.layers.InMemoryChannelLayer.new_channel", no_layer)
     monkeypatch.setattr("channels.layers.InMemoryChannelLayer.receive", no_layer)
     ws = await open_socket()
-    assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 1, "features": PERSON}))["type"] == "prediction"
     await ws.disconnect()
 
 
@@ -439,19 +402,15 @@ def asgi_application(monkeypatch):
     return importlib.import_module("asgi").application
 
 
-async def test_the_handshake_is_refused_for_a_foreign_origin(served_model, asgi_application):
-    ws = WebsocketCommunicator(asgi_application, "/ws/predict/", headers=[(b"origin", b"http://evil.example")])
-    connected, _ = await ws.connect(timeout=TIMEOUT)
-    assert not connected
+async def test_the_handshake_is_refused_for_a_foreign_origin(served_model, asgi_application, open_socket):
+    await open_socket(application=asgi_application, headers=[(b"origin", b"http://evil.example")], accepted=False)
 
 
-async def test_the_handshake_is_accepted_from_the_site_itself(served_model, asgi_application):
-    ws = WebsocketCommunicator(
-        asgi_application, "/ws/predict/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
+async def test_the_handshake_is_accepted_from_the_site_itself(served_model, asgi_application, open_socket):
+    ws = await open_socket(
+        application=asgi_application, headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
     )
-    connected, _ = await ws.connect(timeout=TIMEOUT)
-    assert connected
-    assert (await exchange(ws, {"type": "update", "seq": 0, "features": FULL}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 0, "features": PERSON}))["type"] == "prediction"
     await ws.disconnect()
 
 
@@ -459,22 +418,22 @@ def open_live_sockets() -> float:
     return REGISTRY.get_sample_value("diabetes_open_websockets", {"kind": "live"})
 
 
-async def test_an_update_with_hundreds_of_unknown_keys_gets_a_small_error(served_model):
+async def test_an_update_with_hundreds_of_unknown_keys_gets_a_small_error(served_model, open_socket):
     ws = await open_socket()
     before = open_live_sockets()
     unknown = {f"k{i:03d}": 1 for i in range(480)}  # about 5 KB of frame
-    reply = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 148, **unknown}})
+    reply = await ws.exchange({"type": "update", "seq": 1, "features": {"glucose": 148, **unknown}})
     assert reply["type"] == "error" and reply["seq"] == 1
     assert len(json.dumps(reply)) < 2048
     assert reply["errors"]["non_field_errors"] == ["And 477 more unknown features."]
-    assert (await exchange(ws, {"type": "update", "seq": 2, "features": {"age": 50}}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 2, "features": {"age": 50}}))["type"] == "prediction"
     await ws.disconnect()
     assert open_live_sockets() == before - 1
 
 
-async def test_a_lone_surrogate_key_gets_an_error_frame(served_model):
+async def test_a_lone_surrogate_key_gets_an_error_frame(served_model, open_socket):
     ws = await open_socket()
-    reply = await exchange_text(ws, '{"type": "update", "seq": 1, "features": {"\\ud800": 1}}')
+    reply = await ws.exchange_text('{"type": "update", "seq": 1, "features": {"\\ud800": 1}}')
     assert reply["type"] == "error" and reply["seq"] == 1 and list(reply["errors"]) == ["\ud800"]
     await ws.disconnect()
 
@@ -483,18 +442,8 @@ class SendRefused(Exception):
     """What a server raises when it cannot take a message (autobahn's PayloadExceededError, a closed transport)."""
 
 
-@pytest.fixture
-def fresh_boards(monkeypatch):
-    from channels.layers import channel_layers
-
-    from live import boards
-
-    monkeypatch.setattr(boards, "_store", None)
-    channel_layers.backends.clear()
-
-
 @pytest.mark.parametrize("refuse", ["replies", "replies and closes"])
-async def test_a_refused_send_still_releases_the_socket(served_model, fresh_boards, refuse):
+async def test_a_refused_send_still_releases_the_socket(served_model, fresh_boards, refuse, open_socket, application):
     """Whatever send raises, the gauge goes down once, the answering task ends and the tile leaves the board."""
     failing = asyncio.Event()
 
@@ -509,10 +458,9 @@ async def test_a_refused_send_still_releases_the_socket(served_model, fresh_boar
     kiosk = await open_socket("/ws/kiosk/cleanup/")
     assert (await kiosk.receive_json_from(timeout=TIMEOUT))["sessions"] == []
     before = open_live_sockets()
-    ws = WebsocketCommunicator(refusing_server, "/ws/predict/?board=cleanup")
-    assert (await ws.connect(timeout=TIMEOUT))[0]
+    ws = await open_socket("/ws/predict/?board=cleanup", application=refusing_server)
     assert open_live_sockets() == before + 1
-    assert (await exchange(ws, {"type": "update", "seq": 1, "features": FULL}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 1, "features": PERSON}))["type"] == "prediction"
     tile = await kiosk.receive_json_from(timeout=TIMEOUT)
     assert tile["type"] == "session"
     failing.set()
@@ -536,7 +484,7 @@ async def test_a_refused_send_still_releases_the_socket(served_model, fresh_boar
     await kiosk.disconnect()
 
 
-async def test_a_refused_error_reply_in_the_receive_loop_ends_the_socket(served_model):
+async def test_a_refused_error_reply_in_the_receive_loop_ends_the_socket(served_model, open_socket, application):
     async def refusing_server(scope, receive, send):
         async def checked_send(message):
             if message["type"] == "websocket.send" and '"errors"' in message["text"]:
@@ -546,8 +494,7 @@ async def test_a_refused_error_reply_in_the_receive_loop_ends_the_socket(served_
         await application(scope, receive, checked_send)
 
     before = open_live_sockets()
-    ws = WebsocketCommunicator(refusing_server, "/ws/predict/")
-    assert (await ws.connect(timeout=TIMEOUT))[0]
+    ws = await open_socket(application=refusing_server)
     await ws.send_json_to({"type": "update", "seq": 1, "features": {"shoe_size": 9}})
     assert await ws.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1011}
     await asyncio.wait_for(ws.future, TIMEOUT)  # the receive loop ends by itself after closing
@@ -555,12 +502,12 @@ async def test_a_refused_error_reply_in_the_receive_loop_ends_the_socket(served_
     assert open_live_sockets() == before
 
 
-async def test_a_reply_over_the_reply_limit_is_replaced_by_a_short_error(served_model, monkeypatch):
+async def test_a_reply_over_the_reply_limit_is_replaced_by_a_short_error(served_model, monkeypatch, open_socket):
     def huge(**kwargs):
         raise FeatureValidationError({"glucose": ["x" * 100_000]})
 
     monkeypatch.setattr(consumers, "live_state_merge", huge)
     ws = await open_socket()
-    reply = await exchange(ws, {"type": "update", "seq": 1, "features": {"glucose": 1}})
+    reply = await ws.exchange({"type": "update", "seq": 1, "features": {"glucose": 1}})
     assert reply == consumers.REPLY_FAILED
     await ws.disconnect()

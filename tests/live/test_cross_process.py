@@ -7,27 +7,15 @@ import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
-from tests.servers import DaphneServer, daphne_servers
-
-TIMEOUT = 30  # generous: the test machine is shared
-
-
-def open_live(server: DaphneServer, query: str = ""):
-    return connect(f"{server.ws}/ws/predict/{query}", origin=server.http, open_timeout=TIMEOUT, max_size=None)
-
-
-def ask(ws, message: dict) -> dict:
-    ws.send(json.dumps(message))
-    return json.loads(ws.recv(timeout=TIMEOUT))
+from tests.samples import TIMEOUT
+from tests.servers import ask, daphne_servers
 
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_a_socket_idle_for_12_s_on_redis_still_answers(server_env, redis_server):
-    server_env.redis_url = redis_server.url
-    with daphne_servers(server_env) as [server], open_live(server, "?board=lobby") as ws:
+def test_a_socket_idle_for_12_s_on_redis_still_answers(redis_env):
+    with daphne_servers(redis_env) as [server], server.connect("/ws/predict/?board=lobby", max_size=None) as ws:
         first = ask(ws, {"type": "update", "seq": 1, "features": {"glucose": 148, "age": 50}})
         assert first["type"] == "prediction" and first["seq"] == 1
         time.sleep(12)  # longer than the 5 s after which redis-py 8 would drop an idle socket
@@ -39,9 +27,8 @@ def test_a_socket_idle_for_12_s_on_redis_still_answers(server_env, redis_server)
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_killing_redis_mid_session_does_not_stop_the_live_socket(server_env, redis_server):
-    server_env.redis_url = redis_server.url
-    with daphne_servers(server_env) as [server], open_live(server, "?board=lobby") as ws:
+def test_killing_redis_mid_session_does_not_stop_the_live_socket(redis_env, redis_server):
+    with daphne_servers(redis_env) as [server], server.connect("/ws/predict/?board=lobby", max_size=None) as ws:
         assert ask(ws, {"type": "update", "seq": 1, "features": {"glucose": 148}})["type"] == "prediction"
         redis_server.kill()
         for seq in range(2, 12):
@@ -49,7 +36,7 @@ def test_killing_redis_mid_session_does_not_stop_the_live_socket(server_env, red
             assert reply["type"] == "prediction" and reply["seq"] == seq
             time.sleep(0.3)
         assert ask(ws, {"type": "reset", "seq": 12}) == {"type": "cleared", "seq": 12}
-        with open_live(server) as other:  # a new socket opens and answers while Redis is down
+        with server.connect(max_size=None) as other:  # a new socket opens and answers while Redis is down
             assert ask(other, {"type": "update", "seq": 0, "features": {"bmi": 30}})["type"] == "prediction"
         redis_server.start()
         assert ask(ws, {"type": "update", "seq": 13, "features": {"bmi": 30}})["type"] == "prediction"
@@ -58,12 +45,12 @@ def test_killing_redis_mid_session_does_not_stop_the_live_socket(server_env, red
 @pytest.mark.slow
 def test_daphne_closes_a_frame_over_64_kib_with_1009_and_serves_others(server_env):
     with daphne_servers(server_env) as [server]:
-        with open_live(server) as ws:
+        with server.connect(max_size=None) as ws:
             ws.send(json.dumps({"type": "update", "seq": 1, "features": {}, "pad": "x" * 70000}))
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=TIMEOUT)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-        with open_live(server) as ws:
+        with server.connect(max_size=None) as ws:
             assert ask(ws, {"type": "update", "seq": 0, "features": {"age": 50}})["type"] == "prediction"
 
 
@@ -71,5 +58,5 @@ def test_daphne_closes_a_frame_over_64_kib_with_1009_and_serves_others(server_en
 def test_daphne_refuses_a_foreign_origin(server_env):
     with daphne_servers(server_env) as [server]:
         with pytest.raises(Exception) as refused:
-            connect(f"{server.ws}/ws/predict/", origin="http://evil.example", open_timeout=TIMEOUT)
+            server.connect(origin="http://evil.example")
         assert "403" in str(refused.value)

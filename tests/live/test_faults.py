@@ -1,7 +1,7 @@
 """Faults with real processes: Redis killed and restarted, daphne restarted on the same port.
 
-The kiosk and live pages run in headless Chromium (the browser fixture pattern of
-test_page_browser.py). Two deadlines are behaviour the README promises, so they are asserted:
+The kiosk and live pages run in headless Chromium (the ``new_page`` fixture of tests/conftest.py).
+Two deadlines are behaviour the README promises, so they are asserted:
 a kiosk shows live data again within 5 s of Redis returning, and a restarted server gets the
 person's state back from the page. The Redis bound is 5 s plus 3 s of slack for the shared test
 machine (CPU contention, Chromium's own timers); it still fails if recovery waited for the
@@ -15,24 +15,15 @@ import re
 import time
 
 import pytest
-from websockets.sync.client import connect
 
-from tests.browser import TIMEOUT_MS, watch
-from tests.servers import DaphneServer, daphne_servers
+from tests.browser import watch
+from tests.samples import TIMEOUT
+from tests.servers import DaphneServer, ask, daphne_servers
 
-TIMEOUT = 30
 REDIS_DEADLINE = 5.0 + 3.0  # the contract's 5 s, plus slack for a shared machine (see above)
 WS_FAILURE = re.compile(r"^WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws/[^']*' failed")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def ask(ws, message: dict) -> dict:
-    ws.send(json.dumps(message))
-    while True:
-        reply = json.loads(ws.recv(timeout=TIMEOUT))
-        if reply.get("seq") == message["seq"]:
-            return reply
 
 
 def has(frame: dict, expected: dict) -> bool:
@@ -44,9 +35,8 @@ def percent(risk: float) -> str:
     return f"{round(risk * 1000) / 10:.0f}%"
 
 
-def watched_page(browser, seen: dict):
-    page = browser.new_page(bypass_csp=True, viewport={"width": 1100, "height": 900})
-    page.set_default_timeout(TIMEOUT_MS)
+def watched_page(new_page, seen: dict):
+    page = new_page(viewport={"width": 1100, "height": 900})
     watch(page, seen)
     return page
 
@@ -59,14 +49,10 @@ def assert_clean(seen: dict) -> None:
 
 
 @pytest.mark.redis
-def test_redis_killed_and_restarted(server_env, redis_server, browser):
-    server_env.redis_url = redis_server.url
+def test_redis_killed_and_restarted(redis_env, redis_server, new_page):
     seen = {"requests": [], "console_errors": [], "page_errors": []}
-    with (
-        daphne_servers(server_env) as [server],
-        connect(f"{server.ws}/ws/predict/?board=faults", origin=server.http, open_timeout=TIMEOUT) as live,
-    ):
-        kiosk = watched_page(browser, seen)
+    with daphne_servers(redis_env) as [server], server.connect("/ws/predict/?board=faults") as live:
+        kiosk = watched_page(new_page, seen)
         kiosk.goto(f"{server.http}/kiosk/faults/")
         first = ask(live, {"type": "update", "seq": 1, "features": {"glucose": 100, "age": 30}})
         kiosk.wait_for_selector(f"#kiosk-tiles .tile:has-text('{percent(first['risk'])}')")
@@ -95,15 +81,15 @@ def test_redis_killed_and_restarted(server_env, redis_server, browser):
     assert_clean(seen)
 
 
-def test_daphne_restarted_on_the_same_port(server_env, browser):
+def test_daphne_restarted_on_the_same_port(server_env, new_page):
     seen = {"requests": [], "console_errors": [], "page_errors": []}
     frames: list[dict] = []
     server = DaphneServer(server_env).start()
     try:
-        kiosk = watched_page(browser, seen)
+        kiosk = watched_page(new_page, seen)
         kiosk.goto(f"{server.http}/kiosk/restart/")
         kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
-        page = watched_page(browser, seen)
+        page = watched_page(new_page, seen)
 
         def on_socket(socket) -> None:
             socket.on("framereceived", lambda payload: frames.append(json.loads(payload)))

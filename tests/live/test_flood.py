@@ -10,25 +10,10 @@ import pytest
 import websockets
 from channels.testing import WebsocketCommunicator
 
-from live import consumers, ratelimit
+from live import consumers
 from live.ratelimit import FloodGuard, TokenBucket, Verdict
-from tests.live.test_consumers import FULL, TIMEOUT, application, exchange, open_socket
+from tests.samples import PERSON, TIMEOUT
 from tests.servers import daphne_servers
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = Clock()
-    monkeypatch.setattr(ratelimit, "monotonic", fake)
-    return fake
 
 
 def test_the_bucket_starts_full_and_refills_at_its_rate(clock):
@@ -88,7 +73,7 @@ async def replies_until(ws: WebsocketCommunicator, done) -> list[dict]:
             return replies
 
 
-async def test_a_burst_is_warned_once_and_the_newest_update_is_still_answered(served_model, clock):
+async def test_a_burst_is_warned_once_and_the_newest_update_is_still_answered(served_model, clock, open_socket):
     ws = await open_socket()
     calm = await open_socket()
     for seq in range(400):
@@ -104,12 +89,12 @@ async def test_a_burst_is_warned_once_and_the_newest_update_is_still_answered(se
     assert seqs == sorted(set(seqs))
     assert await ws.receive_nothing(timeout=0.2)
     # The other socket on the same process is untouched.
-    assert (await exchange(calm, {"type": "update", "seq": 0, "features": FULL}))["type"] == "prediction"
+    assert (await calm.exchange({"type": "update", "seq": 0, "features": PERSON}))["type"] == "prediction"
     await ws.disconnect()
     await calm.disconnect()
 
 
-async def test_over_the_limit_bad_frames_get_no_reply(served_model, clock):
+async def test_over_the_limit_bad_frames_get_no_reply(served_model, clock, open_socket):
     ws = await open_socket()
     for _ in range(200):
         await ws.send_to(text_data="{")
@@ -121,11 +106,11 @@ async def test_over_the_limit_bad_frames_get_no_reply(served_model, clock):
         await ws.send_to(text_data="{")
     assert await ws.receive_nothing(timeout=0.3)
     clock.now += 10  # quiet for a while: back to normal
-    assert (await exchange(ws, {"type": "update", "seq": 1, "features": {"bmi": 41.37}}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 1, "features": {"bmi": 41.37}}))["type"] == "prediction"
     await ws.disconnect()
 
 
-async def test_a_sustained_flood_is_closed_with_1008(served_model, clock):
+async def test_a_sustained_flood_is_closed_with_1008(served_model, clock, open_socket):
     ws = await open_socket()
     for seq in range(3000):  # 1000 frames a second for 3 s of the guard's clock
         clock.now += 0.001
@@ -136,21 +121,14 @@ async def test_a_sustained_flood_is_closed_with_1008(served_model, clock):
     assert [r for r in replies[:-1] if r.get("type") == "error"] == [consumers.RATE_LIMITED]
     await ws.disconnect(code=1008)
     calm = await open_socket()
-    assert (await exchange(calm, {"type": "update", "seq": 0, "features": FULL}))["type"] == "prediction"
+    assert (await calm.exchange({"type": "update", "seq": 0, "features": PERSON}))["type"] == "prediction"
     await calm.disconnect()
 
 
-async def test_the_flood_close_falls_back_to_4008_where_1008_is_refused(served_model, clock):
-    async def strict(scope, receive, send):
-        async def checked_send(message):
-            if message["type"] == "websocket.close" and message.get("code") not in (None, 1000, *range(3000, 5000)):
-                raise Exception(f"invalid close code {message['code']}")
-            await send(message)
-
-        return await application(scope, receive, checked_send)
-
-    ws = WebsocketCommunicator(strict, "/ws/predict/")
-    assert (await ws.connect(timeout=TIMEOUT))[0]
+async def test_the_flood_close_falls_back_to_4008_where_1008_is_refused(
+    served_model, clock, open_socket, autobahn_close_codes
+):
+    ws = await open_socket(application=autobahn_close_codes)
     for seq in range(3000):
         clock.now += 0.001
         await ws.send_json_to({"type": "reset", "seq": seq})
@@ -191,7 +169,7 @@ def test_daphne_sends_1008_to_a_flooding_client_and_serves_a_calm_one(server_env
                 pass
             await asyncio.wait_for(reader, TIMEOUT)
             code = flood.protocol.close_rcvd.code if flood.protocol.close_rcvd else None
-            await calm.send(json.dumps({"type": "update", "seq": 0, "features": FULL}))
+            await calm.send(json.dumps({"type": "update", "seq": 0, "features": PERSON}))
             answer = json.loads(await asyncio.wait_for(calm.recv(), TIMEOUT))
             return code, errors, answer
 

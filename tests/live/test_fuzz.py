@@ -20,11 +20,10 @@ from channels.testing import WebsocketCommunicator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from live import ratelimit
 from live.consumers import MAX_FRAME_BYTES
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.services import predict
-from tests.live.test_consumers import FULL, TIMEOUT, application
+from tests.samples import PERSON, TIMEOUT
 
 EXAMPLES = 120
 FRAMES_PER_EXAMPLE = (9, 14)  # at least 120 × 9 = 1080 frames
@@ -84,20 +83,6 @@ frames = st.lists(st.one_of(text_frames, updates, binary_frames), min_size=FRAME
                   max_size=FRAMES_PER_EXAMPLE[1])  # fmt: skip
 
 
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def open_socket() -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, "/ws/predict/")
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
-    return communicator
-
-
 def _too_big(frame: str | bytes) -> bool:
     size = len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
     return size > MAX_FRAME_BYTES
@@ -131,16 +116,15 @@ async def send_and_check(ws: WebsocketCommunicator, frame: str | bytes, seq: int
 
 
 @pytest.mark.slow
-def test_generated_frames_are_always_answered_or_closed_correctly(served_model, monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(ratelimit, "monotonic", clock)
+def test_generated_frames_are_always_answered_or_closed_correctly(served_model, clock, sockets):
+    # Its own event loop: Hypothesis drives each example from a plain function.
     loop = asyncio.new_event_loop()
     sent = {"frames": 0, "closed": 0}
     try:
-        calm = loop.run_until_complete(open_socket())
+        calm = loop.run_until_complete(sockets.open())
 
         async def run(batch: list) -> None:
-            ws = await open_socket()
+            ws = await sockets.open()
             seq = 0
             for item in batch:
                 clock.now += 0.02
@@ -154,7 +138,7 @@ def test_generated_frames_are_always_answered_or_closed_correctly(served_model, 
                 sent["frames"] += 1
                 if not await send_and_check(ws, frame, frame_seq):
                     sent["closed"] += 1
-                    ws, seq = await open_socket(), 0
+                    ws, seq = await sockets.open(), 0
             assert await ws.receive_nothing(timeout=0.02), "one reply per frame"
             await ws.disconnect()
 
@@ -175,15 +159,16 @@ def test_generated_frames_are_always_answered_or_closed_correctly(served_model, 
         check()
 
         async def calm_still_answers() -> dict:
-            await calm.send_json_to({"type": "update", "seq": 1, "features": FULL})
+            await calm.send_json_to({"type": "update", "seq": 1, "features": PERSON})
             reply = await calm.receive_json_from(timeout=TIMEOUT)
             await calm.disconnect()
             return reply
 
         reply = loop.run_until_complete(calm_still_answers())
     finally:
+        loop.run_until_complete(sockets.close_all())  # whatever failed, no socket is left open
         loop.close()
     assert sent["frames"] >= 1000, sent
     assert sent["closed"] > 0, "some frames over 64 KiB were generated"
     assert reply["type"] == "prediction" and reply["seq"] == 1
-    assert reply["risk"] == pytest.approx(predict(features=FULL).risk, abs=1e-9)
+    assert reply["risk"] == pytest.approx(predict(features=PERSON).risk, abs=1e-9)

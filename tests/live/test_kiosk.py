@@ -2,42 +2,18 @@
 
 import asyncio
 import json
-import os
-import signal
 
 import pytest
-from channels.testing import WebsocketCommunicator
 
 from live import boards
 from live.consumers import KioskConsumer
-from live.routing import websocket_urlpatterns
 from ml_engine.schema import FEATURE_KEYS
 
-
-@pytest.fixture
-def application():
-    from channels.routing import URLRouter
-
-    return URLRouter(websocket_urlpatterns)
+pytestmark = pytest.mark.usefixtures("fresh_boards")
 
 
-@pytest.fixture(autouse=True)
-def fresh_boards(monkeypatch):
-    monkeypatch.setattr(boards, "_store", None)
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-
-
-async def kiosk(application, board="lobby"):
-    communicator = WebsocketCommunicator(application, f"/ws/kiosk/{board}/")
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def test_snapshot_then_live_events(application):
-    k = await kiosk(application)
+async def test_snapshot_then_live_events(open_socket):
+    k = await open_socket("/ws/kiosk/lobby/")
     snapshot = await k.receive_json_from()
     assert snapshot == {
         "type": "snapshot",
@@ -55,11 +31,11 @@ async def test_snapshot_then_live_events(application):
     await k.disconnect()
 
 
-async def test_late_kiosk_gets_the_session_in_its_snapshot(application):
+async def test_late_kiosk_gets_the_session_in_its_snapshot(open_socket):
     publisher = boards.BoardPublisher("ward-3", "s1")
     publisher.publish(risk=0.7, band="high")
     await asyncio.sleep(0.05)
-    k = await kiosk(application, "ward-3")
+    k = await open_socket("/ws/kiosk/ward-3/")
     snapshot = await k.receive_json_from()
     assert [s["id"] for s in snapshot["sessions"]] == ["s1"]
     assert snapshot["stats"] == {"active": 1, "by_band": {"low": 0, "moderate": 0, "high": 1}}
@@ -67,8 +43,8 @@ async def test_late_kiosk_gets_the_session_in_its_snapshot(application):
     await k.disconnect()
 
 
-async def test_boards_are_separate(application):
-    lobby = await kiosk(application, "lobby")
+async def test_boards_are_separate(open_socket):
+    lobby = await open_socket("/ws/kiosk/lobby/")
     await lobby.receive_json_from()
     publisher = boards.BoardPublisher("other", "s2")
     publisher.publish(risk=0.1, band="low")
@@ -78,8 +54,8 @@ async def test_boards_are_separate(application):
     await lobby.disconnect()
 
 
-async def test_publishing_is_rate_limited_but_the_newest_gets_through(application):
-    k = await kiosk(application)
+async def test_publishing_is_rate_limited_but_the_newest_gets_through(open_socket):
+    k = await open_socket("/ws/kiosk/lobby/")
     await k.receive_json_from()
     publisher = boards.BoardPublisher("lobby", "fast")
     for i in range(50):
@@ -95,8 +71,8 @@ async def test_publishing_is_rate_limited_but_the_newest_gets_through(applicatio
     await k.disconnect()
 
 
-async def test_withdraw_ends_the_session(application):
-    k = await kiosk(application)
+async def test_withdraw_ends_the_session(open_socket):
+    k = await open_socket("/ws/kiosk/lobby/")
     await k.receive_json_from()
     publisher = boards.BoardPublisher("lobby", "w")
     publisher.publish(risk=0.3, band="moderate")
@@ -107,22 +83,22 @@ async def test_withdraw_ends_the_session(application):
     await k.disconnect()
 
 
-async def test_sessions_of_a_dead_process_expire(application, monkeypatch):
+async def test_sessions_of_a_dead_process_expire(monkeypatch, open_socket):
     monkeypatch.setattr(boards, "EXPIRY_SECONDS", 0.3)
     monkeypatch.setattr(boards, "PRUNE_SECONDS", 0.1)
     # An entry nobody refreshes, as if its process had died.
     await boards.board_store().put(
         "lobby", boards.Entry(id="ghost", risk=0.5, band="high", updated_at=boards.now_iso())
     )
-    k = await kiosk(application)
+    k = await open_socket("/ws/kiosk/lobby/")
     snapshot = await k.receive_json_from()
     assert [s["id"] for s in snapshot["sessions"]] == ["ghost"]
     assert await k.receive_json_from(timeout=3) == {"type": "session_end", "id": "ghost"}
     await k.disconnect()
 
 
-async def test_kiosk_messages_never_carry_features(application):
-    k = await kiosk(application)
+async def test_kiosk_messages_never_carry_features(open_socket):
+    k = await open_socket("/ws/kiosk/lobby/")
     await k.receive_json_from()
     publisher = boards.BoardPublisher("lobby", "p")
     publisher.publish(risk=0.2, band="moderate")
@@ -133,8 +109,8 @@ async def test_kiosk_messages_never_carry_features(application):
     await k.disconnect()
 
 
-async def test_kiosk_ignores_what_it_is_sent(application):
-    k = await kiosk(application)
+async def test_kiosk_ignores_what_it_is_sent(open_socket):
+    k = await open_socket("/ws/kiosk/lobby/")
     await k.receive_json_from()
     await k.send_to(text_data='{"type": "update"}')
     assert await k.receive_nothing(timeout=0.2)
@@ -142,12 +118,8 @@ async def test_kiosk_ignores_what_it_is_sent(application):
 
 
 @pytest.mark.parametrize("path", ["/ws/kiosk/bad name/", "/ws/kiosk/" + "x" * 65 + "/"])
-async def test_invalid_board_names_are_refused(application, path):
-    from channels.testing import WebsocketCommunicator
-
-    communicator = WebsocketCommunicator(application, path)
-    connected, _ = await communicator.connect()
-    assert connected is False  # refused at the handshake
+async def test_invalid_board_names_are_refused(path, open_socket):
+    await open_socket(path, accepted=False)  # refused at the handshake
 
 
 def test_kiosk_page(client):
@@ -157,9 +129,9 @@ def test_kiosk_page(client):
     assert client.get("/kiosk/bad%20name/").status_code == 404
 
 
-async def test_a_heartbeat_comes_through_the_layer(application, monkeypatch):
+async def test_a_heartbeat_comes_through_the_layer(monkeypatch, open_socket):
     monkeypatch.setattr(KioskConsumer, "heartbeat_seconds", 0.05)
-    k = await kiosk(application)
+    k = await open_socket("/ws/kiosk/lobby/")
     await k.receive_json_from()
     publisher = boards.BoardPublisher("lobby", "beat")
     publisher.publish(risk=0.2, band="low")
@@ -174,11 +146,11 @@ async def test_a_heartbeat_comes_through_the_layer(application, monkeypatch):
     await k.disconnect()
 
 
-async def test_a_crowded_board_gets_a_bounded_snapshot_with_totals(application):
+async def test_a_crowded_board_gets_a_bounded_snapshot_with_totals(open_socket):
     store = boards.board_store()
     for i in range(700):
         await store.put("crowd", boards.Entry(id=f"s{i:04d}", risk=0.5, band="high", updated_at=f"2026-01-01T{i:08d}"))
-    k = await kiosk(application, "crowd")
+    k = await open_socket("/ws/kiosk/crowd/")
     message = await k.receive_output(timeout=5)
     assert len(message["text"].encode()) < 40 * 1024
     snapshot = json.loads(message["text"])
@@ -188,13 +160,13 @@ async def test_a_crowded_board_gets_a_bounded_snapshot_with_totals(application):
     await k.disconnect()
 
 
-async def test_a_kiosk_never_sees_entries_that_expired_before_it_connected(application, monkeypatch):
+async def test_a_kiosk_never_sees_entries_that_expired_before_it_connected(monkeypatch, open_socket):
     monkeypatch.setattr(boards, "EXPIRY_SECONDS", 0.1)
     await boards.board_store().put(
         "stale", boards.Entry(id="ghost", risk=0.5, band="high", updated_at=boards.now_iso())
     )
     await asyncio.sleep(0.2)
-    k = await kiosk(application, "stale")
+    k = await open_socket("/ws/kiosk/stale/")
     snapshot = await k.receive_json_from()
     assert snapshot["sessions"] == [] and snapshot["stats"]["active"] == 0
     await k.disconnect()
@@ -215,9 +187,9 @@ async def test_boards_are_pruned_without_any_kiosk(monkeypatch):
     assert "nokiosk" not in boards.janitors.watched()  # the pruning stops with its last user
 
 
-async def test_a_board_past_its_cap_shows_its_sessions_and_queues_new_ones(application, monkeypatch):
+async def test_a_board_past_its_cap_shows_its_sessions_and_queues_new_ones(monkeypatch, open_socket):
     monkeypatch.setattr(boards, "MAX_SESSIONS", 2)
-    k = await kiosk(application, "capped")
+    k = await open_socket("/ws/kiosk/capped/")
     await k.receive_json_from()
     publishers = [boards.BoardPublisher("capped", sid) for sid in ("one", "two", "three")]
     for publisher in publishers:
@@ -237,43 +209,24 @@ async def test_a_board_past_its_cap_shows_its_sessions_and_queues_new_ones(appli
     await k.disconnect()
 
 
-@pytest.fixture
-def redis_boards(redis_server, settings, monkeypatch):
-    """Kiosk boards and the channel layer in a real redis-server, as with REDIS_URL."""
-    from channels.layers import channel_layers
-
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": redis_server.url, "socket_timeout": None}]},
-        }
-    }
-    channel_layers.backends.clear()
-    monkeypatch.setattr(boards, "_store", boards.RedisBoardStore(redis_server.url))
-    yield redis_server
-    os.kill(redis_server.proc.pid, signal.SIGCONT)
-    channel_layers.backends.clear()
-
-
 @pytest.mark.redis
 async def test_a_frozen_redis_closes_the_kiosk_and_answers_new_ones_with_a_close(
-    application, redis_boards, monkeypatch
+    redis_boards, monkeypatch, open_socket
 ):
     monkeypatch.setattr(KioskConsumer, "heartbeat_seconds", 0.2)
-    k = await kiosk(application, "frozen")
+    k = await open_socket("/ws/kiosk/frozen/")
     assert (await k.receive_json_from(timeout=10))["type"] == "snapshot"
     assert (await k.receive_json_from(timeout=10))["type"] == "heartbeat"
-    os.kill(redis_boards.proc.pid, signal.SIGSTOP)
+    redis_boards.freeze()
     while (message := await k.receive_output(timeout=30))["type"] != "websocket.close":
         assert json.loads(message["text"])["type"] == "heartbeat"  # one may have been on its way
     assert message == {"type": "websocket.close", "code": 1011, "reason": KioskConsumer.unavailable_reason}
 
-    late = WebsocketCommunicator(application, "/ws/kiosk/frozen/")
-    assert (await late.connect(timeout=30))[0]  # accepted at once, then closed with the reason
+    late = await open_socket("/ws/kiosk/frozen/")  # accepted at once, then closed with the reason
     assert await late.receive_output(timeout=30) == message
     await late.disconnect()
     await k.disconnect()
-    os.kill(redis_boards.proc.pid, signal.SIGCONT)
-    again = await kiosk(application, "frozen")
+    redis_boards.thaw()
+    again = await open_socket("/ws/kiosk/frozen/")
     assert (await again.receive_json_from(timeout=30))["type"] == "snapshot"
     await again.disconnect()

@@ -18,17 +18,15 @@ def percent(text: str) -> float:
     return float(text.strip().rstrip("%"))
 
 
-def test_a_tile_appears_and_updates_as_someone_types(server_env, browser):
+def test_a_tile_appears_and_updates_as_someone_types(server_env, new_page):
     with daphne_servers(server_env) as [server]:
-        kiosk = browser.new_page(bypass_csp=True, viewport={"width": 1600, "height": 900})
-        kiosk.set_default_timeout(TIMEOUT_MS)
+        kiosk = new_page(viewport={"width": 1600, "height": 900})
         seen = watch(kiosk)
         kiosk.goto(f"{server.http}/kiosk/")
         kiosk.wait_for_selector("#kiosk-connection[data-state='open']")
         assert kiosk.is_visible("#kiosk-empty")
 
-        person = browser.new_page(bypass_csp=True)
-        person.set_default_timeout(TIMEOUT_MS)
+        person = new_page()
         person.goto(f"{server.http}/?board=lobby")
         person.wait_for_selector("#live-status[data-state='connected']")
         person.type("#id_glucose", "180", delay=30)
@@ -61,10 +59,9 @@ def test_a_tile_appears_and_updates_as_someone_types(server_env, browser):
         assert all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"])
 
 
-def test_the_board_is_marked_stale_when_heartbeats_stop_and_live_again_after(server_env, browser):
+def test_the_board_is_marked_stale_when_heartbeats_stop_and_live_again_after(server_env, new_page):
     with daphne_servers(server_env) as [server]:
-        kiosk = browser.new_page(viewport={"width": 1280, "height": 800})
-        kiosk.set_default_timeout(TIMEOUT_MS)
+        kiosk = new_page(bypass_csp=False, viewport={"width": 1280, "height": 800})
         seen = watch(kiosk)
         kiosk.goto(f"{server.http}/kiosk/stale/")
         kiosk.wait_for_selector("#kiosk-connection[data-state='open']")

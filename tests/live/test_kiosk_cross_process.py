@@ -7,26 +7,19 @@ import signal
 import time
 
 import pytest
-from websockets.sync.client import connect
 
 from ml_engine.schema import FEATURE_KEYS
-from tests.servers import DaphneServer, daphne_servers
-
-TIMEOUT = 30  # generous: the test machine is shared
-PERSON = {"glucose": 148, "bmi": 33.6, "age": 50}
+from tests.samples import PARTIAL_PERSON, TIMEOUT
+from tests.servers import DaphneServer, ask, daphne_servers
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-def open_ws(server: DaphneServer, path: str):
-    return connect(f"{server.ws}{path}", origin=server.http, open_timeout=TIMEOUT, max_size=None)
 
 
 class Kiosk:
     """A kiosk socket that keeps every message it receives, to check none carries a feature."""
 
     def __init__(self, server: DaphneServer, board: str):
-        self.ws = open_ws(server, f"/ws/kiosk/{board}/")
+        self.ws = server.connect(f"/ws/kiosk/{board}/", max_size=None)
         self.seen: list[dict] = []
 
     def next(self, timeout: float = TIMEOUT) -> dict:
@@ -52,16 +45,14 @@ class Kiosk:
 
 
 def predict(ws, seq: int, features: dict) -> dict:
-    ws.send(json.dumps({"type": "update", "seq": seq, "features": features}))
-    reply = json.loads(ws.recv(timeout=TIMEOUT))
+    reply = ask(ws, {"type": "update", "seq": seq, "features": features})
     assert reply["type"] == "prediction", reply
     return reply
 
 
 @pytest.fixture
-def two_servers(server_env, redis_server):
-    server_env.redis_url = redis_server.url
-    with daphne_servers(server_env, 2) as servers:
+def two_servers(redis_env):
+    with daphne_servers(redis_env, 2) as servers:
         yield servers
 
 
@@ -69,8 +60,8 @@ def test_a_kiosk_on_one_process_sees_a_session_typed_on_the_other(two_servers):
     a, b = two_servers
     with Kiosk(b, "lobby") as kiosk:
         assert kiosk.next()["type"] == "snapshot"
-        with open_ws(a, "/ws/predict/?board=lobby") as live:
-            reply = predict(live, 1, PERSON)
+        with a.connect("/ws/predict/?board=lobby", max_size=None) as live:
+            reply = predict(live, 1, PARTIAL_PERSON)
             event = kiosk.until(lambda m: m["type"] == "session")
             assert event["risk"] == reply["risk"] and event["band"] == reply["band"]
             assert set(event) == {"type", "id", "risk", "band", "updated_at"}
@@ -83,8 +74,8 @@ def test_a_kiosk_on_one_process_sees_a_session_typed_on_the_other(two_servers):
 
 def test_a_late_kiosk_gets_the_session_in_its_snapshot(two_servers):
     a, b = two_servers
-    with open_ws(a, "/ws/predict/?board=ward") as live:
-        reply = predict(live, 1, PERSON)
+    with a.connect("/ws/predict/?board=ward", max_size=None) as live:
+        reply = predict(live, 1, PARTIAL_PERSON)
         time.sleep(0.5)  # let the publisher's task write the board
         with Kiosk(b, "ward") as kiosk:
             snapshot = kiosk.next()
@@ -102,17 +93,17 @@ def test_an_idle_kiosk_still_receives_after_12_s(two_servers):
     with Kiosk(b, "lobby") as kiosk:
         assert kiosk.next()["type"] == "snapshot"
         time.sleep(12)  # past the ~5 s after which redis-py 8 would drop an idle channel-layer socket
-        with open_ws(a, "/ws/predict/?board=lobby") as live:
-            reply = predict(live, 1, PERSON)
+        with a.connect("/ws/predict/?board=lobby", max_size=None) as live:
+            reply = predict(live, 1, PARTIAL_PERSON)
             assert kiosk.until(lambda m: m["type"] == "session")["risk"] == reply["risk"]
     assert "Traceback" not in b.log(), b.log()
 
 
 def test_sessions_of_a_process_that_died_disappear_within_30_s(two_servers):
     a, b = two_servers
-    with Kiosk(b, "lobby") as kiosk, open_ws(a, "/ws/predict/?board=lobby") as live:
+    with Kiosk(b, "lobby") as kiosk, a.connect("/ws/predict/?board=lobby", max_size=None) as live:
         assert kiosk.next()["type"] == "snapshot"
-        predict(live, 1, PERSON)
+        predict(live, 1, PARTIAL_PERSON)
         session = kiosk.until(lambda m: m["type"] == "session")
         a.proc.send_signal(signal.SIGKILL)  # no goodbye from process A
         a.proc.wait(10)

@@ -10,13 +10,11 @@ import re
 import urllib.parse
 
 import pytest
-from websockets.sync.client import connect
 
-from tests.live.test_consumers import exchange, exchange_text, open_socket
-from tests.servers import daphne_servers
+from tests.servers import csrf_token, daphne_servers
 
 # Unusual values: if one of them shows up in a log line, a measurement leaked.
-PERSON = {"glucose": 173.25, "bmi": 41.37, "age": 67, "diabetes_pedigree": 1.2345, "insulin": 287.5}
+UNUSUAL = {"glucose": 173.25, "bmi": 41.37, "age": 67, "diabetes_pedigree": 1.2345, "insulin": 287.5}
 BAD = {"glucose": 617.25, "bmi": "41.37kg"}
 MARKERS = ("173.25", "41.37", "1.2345", "287.5", "617.25")
 
@@ -32,29 +30,29 @@ def captured(caplog) -> str:
 def test_form_and_rest_posts_log_no_feature_value(served_model, client, caplog):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="django.request")  # ERROR in the settings
-    assert client.post("/predict/", PERSON).status_code == 200
+    assert client.post("/predict/", UNUSUAL).status_code == 200
     assert client.post("/predict/", BAD).status_code == 400  # re-rendered with errors
-    assert client.post("/api/v1/predict", {"features": PERSON}, content_type="application/json").status_code == 200
+    assert client.post("/api/v1/predict", {"features": UNUSUAL}, content_type="application/json").status_code == 200
     assert client.post("/api/v1/predict", {"features": BAD}, content_type="application/json").status_code == 400
     assert client.post("/api/v1/predict", "{", content_type="application/json").status_code == 400
     assert caplog.records  # the capture works (bad requests are logged as warnings)
     assert leaks(captured(caplog)) == []
 
 
-async def test_a_live_session_in_process_logs_no_feature_value(served_model, caplog, monkeypatch):
+async def test_a_live_session_in_process_logs_no_feature_value(served_model, caplog, monkeypatch, open_socket):
     caplog.set_level(logging.DEBUG)
     ws = await open_socket("/ws/predict/?board=logs")
-    assert (await exchange(ws, {"type": "update", "seq": 1, "features": PERSON}))["type"] == "prediction"
-    assert (await exchange(ws, {"type": "update", "seq": 2, "features": BAD}))["type"] == "error"
-    assert (await exchange_text(ws, json.dumps({"type": "update", "seq": 3, "features": [173.25]})))["type"] == "error"
-    assert (await exchange_text(ws, '{"glucose": 173.25,'))["code"] == "bad_json"
+    assert (await ws.exchange({"type": "update", "seq": 1, "features": UNUSUAL}))["type"] == "prediction"
+    assert (await ws.exchange({"type": "update", "seq": 2, "features": BAD}))["type"] == "error"
+    assert (await ws.exchange_text(json.dumps({"type": "update", "seq": 3, "features": [173.25]})))["type"] == "error"
+    assert (await ws.exchange_text('{"glucose": 173.25,'))["code"] == "bad_json"
 
     # A failure inside the prediction is logged, without the state that caused it.
     def broken(values):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(served_model.model, "predict_one", broken)
-    assert (await exchange(ws, {"type": "update", "seq": 4, "features": {"age": 68}}))["code"] == "internal_error"
+    assert (await ws.exchange({"type": "update", "seq": 4, "features": {"age": 68}}))["code"] == "internal_error"
     await ws.disconnect()
 
     assert "Live prediction failed" in captured(caplog)  # the capture works
@@ -65,8 +63,8 @@ async def test_a_live_session_in_process_logs_no_feature_value(served_model, cap
 def test_a_session_on_daphne_logs_no_feature_value(server_env):
     server_env.extra["DJANGO_LOG_LEVEL"] = "DEBUG"
     with daphne_servers(server_env) as [server]:
-        with connect(f"{server.ws}/ws/predict/?board=logs", origin=server.http, open_timeout=30) as ws:
-            for seq, features in enumerate([PERSON, BAD, {"age": 70}]):
+        with server.connect("/ws/predict/?board=logs") as ws:
+            for seq, features in enumerate([UNUSUAL, BAD, {"age": 70}]):
                 ws.send(json.dumps({"type": "update", "seq": seq, "features": features}))
                 assert json.loads(ws.recv(timeout=30))["seq"] == seq
             ws.send('{"bmi": 41.37')
@@ -77,13 +75,13 @@ def test_a_session_on_daphne_logs_no_feature_value(server_env):
         response = conn.getresponse()
         page = response.read().decode()
         cookie = response.getheader("Set-Cookie").split(";", 1)[0]
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        for values in (PERSON, BAD):
+        token = csrf_token(page)
+        for values in (UNUSUAL, BAD):
             body = urllib.parse.urlencode({**values, "csrfmiddlewaretoken": token})
             headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie, "Referer": server.http}
             conn.request("POST", "/predict/", body=body, headers=headers)
             assert conn.getresponse().read() and True
-        for values, status in ((PERSON, 200), (BAD, 400)):
+        for values, status in ((UNUSUAL, 200), (BAD, 400)):
             conn.request(
                 "POST",
                 "/api/v1/predict",

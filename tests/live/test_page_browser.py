@@ -5,35 +5,21 @@ Plain sync functions: Playwright's sync API must not run inside an asyncio loop.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser import TIMEOUT_MS, watch
+from tests.browser import TIMEOUT_MS, shot, watch
 from tests.servers import daphne_servers
-
-SHOTS = os.environ.get("LIVE_SCREENSHOT_DIR")  # set to keep screenshots of the page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def browser_page(server_env, browser):
+def browser_page(server_env, new_page):
     with daphne_servers(server_env) as [server]:
-        page = browser.new_page(bypass_csp=True, viewport={"width": 1100, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        try:
-            yield server, page, watch(page)
-        finally:
-            page.close()  # the browser is shared by the module
-
-
-def shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+        page = new_page(viewport={"width": 1100, "height": 1000})
+        yield server, page, watch(page)
 
 
 def test_typing_updates_the_risk_live_without_submitting(browser_page):
@@ -118,19 +104,15 @@ def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
     assert seen["page_errors"] == []
 
 
-def test_without_javascript_the_page_is_the_plain_form(server_env, browser):
+def test_without_javascript_the_page_is_the_plain_form(server_env, new_page):
     with daphne_servers(server_env) as [server]:
-        context = browser.new_context(java_script_enabled=False, bypass_csp=True)
-        page = context.new_page()
-        try:
-            page.goto(f"{server.http}/")
-            assert not page.is_visible("#live-panel") and not page.is_visible("#risk-strip")
-            page.fill("#id_glucose", "148")
-            page.fill("#id_bmi", "33,6")  # a decimal comma, read as a point by the form too
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            assert urlparse(page.url).path == "/predict/"
-            assert "%" in page.text_content(".risk-value")
-            assert "33.6 kg/m²" in page.text_content("main")
-        finally:
-            context.close()
+        page = new_page(java_script_enabled=False)
+        page.goto(f"{server.http}/")
+        assert not page.is_visible("#live-panel") and not page.is_visible("#risk-strip")
+        page.fill("#id_glucose", "148")
+        page.fill("#id_bmi", "33,6")  # a decimal comma, read as a point by the form too
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert urlparse(page.url).path == "/predict/"
+        assert "%" in page.text_content(".risk-value")
+        assert "33.6 kg/m²" in page.text_content("main")

@@ -9,18 +9,13 @@ the screenshots that README shows (docs/screenshots/).
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
-from tests.browser import TIMEOUT_MS, axe_violations, page_width_overflow
+from tests.browser import TIMEOUT_MS, axe_violations, page_width_overflow, shot
 from tests.servers import DaphneServer, ServerEnv
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SHOTS = os.environ.get("SCREENSHOT_DIR")
 WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 FIELDS = {
     "pregnancies": "3",
@@ -36,9 +31,8 @@ FIELDS = {
 
 @pytest.fixture(scope="module")
 def server(_prepared_server_base, tmp_path_factory):
-    base = tmp_path_factory.mktemp("pages") / "server"
-    shutil.copytree(_prepared_server_base, base)
-    daphne = DaphneServer(ServerEnv(base)).start()
+    env = ServerEnv.copied_from(_prepared_server_base, tmp_path_factory.mktemp("pages") / "server")
+    daphne = DaphneServer(env).start()
     try:
         yield daphne
     finally:
@@ -56,12 +50,6 @@ def pages(browser):
     yield opened
     for page in opened.values():
         page.close()
-
-
-def shot(page, name: str, *, full_page: bool = True) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=full_page)
 
 
 def open_live_page(page, server) -> None:
@@ -160,35 +148,31 @@ def test_the_other_pages_fit_and_are_accessible(server, pages, width, path):
     shot(page, f"{name}-{width}")
 
 
-def test_nothing_scrolls_sideways_at_320_px_and_the_kiosk_fills_big_screens(server, browser):
-    page = browser.new_page(bypass_csp=True, viewport={"width": 320, "height": 640})
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        for path in ("/", "/model/", "/kiosk/", "/api/docs/"):
-            page.goto(f"{server.http}{path}")
-            if path == "/api/docs/":
-                page.wait_for_selector(".swagger-ui .opblock")
-            assert page_width_overflow(page) <= 0, path
-        page.goto(f"{server.http}/")
-        page.fill("#id_glucose", "148")
-        with page.expect_navigation():
-            page.click("button[type=submit]")
-        assert page_width_overflow(page) <= 0, "result page"
-        for viewport, name in (
-            ({"width": 1920, "height": 1080}, "kiosk-1920"),
-            ({"width": 800, "height": 1280}, "kiosk-tablet"),
-        ):
-            page.set_viewport_size(viewport)
-            page.goto(f"{server.http}/kiosk/lobby/")
-            page.wait_for_selector("#kiosk-connection[data-state='open']")
-            assert page_width_overflow(page) <= 0, name
-            height = page.evaluate("document.documentElement.scrollHeight")
-            assert height >= viewport["height"], name  # fills the screen
-            qr = page.locator("svg.qr").bounding_box()
-            assert qr["width"] >= 200 and qr["y"] + qr["height"] <= viewport["height"], (name, qr)
-            shot(page, name)
-    finally:
-        page.close()
+def test_nothing_scrolls_sideways_at_320_px_and_the_kiosk_fills_big_screens(server, new_page):
+    page = new_page(viewport={"width": 320, "height": 640})
+    for path in ("/", "/model/", "/kiosk/", "/api/docs/"):
+        page.goto(f"{server.http}{path}")
+        if path == "/api/docs/":
+            page.wait_for_selector(".swagger-ui .opblock")
+        assert page_width_overflow(page) <= 0, path
+    page.goto(f"{server.http}/")
+    page.fill("#id_glucose", "148")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page_width_overflow(page) <= 0, "result page"
+    for viewport, name in (
+        ({"width": 1920, "height": 1080}, "kiosk-1920"),
+        ({"width": 800, "height": 1280}, "kiosk-tablet"),
+    ):
+        page.set_viewport_size(viewport)
+        page.goto(f"{server.http}/kiosk/lobby/")
+        page.wait_for_selector("#kiosk-connection[data-state='open']")
+        assert page_width_overflow(page) <= 0, name
+        height = page.evaluate("document.documentElement.scrollHeight")
+        assert height >= viewport["height"], name  # fills the screen
+        qr = page.locator("svg.qr").bounding_box()
+        assert qr["width"] >= 200 and qr["y"] + qr["height"] <= viewport["height"], (name, qr)
+        shot(page, name)
 
 
 def test_typing_helpers_comma_units_bmi_and_warnings(server, pages):

@@ -8,11 +8,10 @@ import time
 import urllib.request
 
 import pytest
-from websockets.sync.client import connect
 
-from tests.servers import daphne_servers
+from tests.samples import TIMEOUT
+from tests.servers import ask, daphne_servers
 
-TIMEOUT = 30
 SWITCH_DEADLINE = 2.0  # README "Model registry": every running process serves the new version within 2 s
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -25,8 +24,7 @@ def versions(env) -> list[str]:
 
 
 def version_served(ws, seq: int) -> str:
-    ws.send(json.dumps({"type": "update", "seq": seq, "features": {"glucose": 100 + seq % 50}}))
-    reply = json.loads(ws.recv(timeout=TIMEOUT))
+    reply = ask(ws, {"type": "update", "seq": seq, "features": {"glucose": 100 + seq % 50}})
     assert reply["type"] == "prediction", reply
     return reply["model"]["version"]
 
@@ -45,19 +43,16 @@ def wait_for_version(sockets, version: str, start_seq: int) -> float:
     return time.monotonic() - started
 
 
-def test_activate_switches_open_sockets_on_every_process(server_env, redis_server):
-    server_env.redis_url = redis_server.url
-    server_env.manage("train", "--quick")  # a second version, now active
-    older, newer = versions(server_env)
-    with daphne_servers(server_env, 2) as servers, contextlib.ExitStack() as stack:
-        sockets = [
-            stack.enter_context(connect(f"{s.ws}/ws/predict/", origin=s.http, open_timeout=TIMEOUT)) for s in servers
-        ]
+def test_activate_switches_open_sockets_on_every_process(redis_env):
+    redis_env.manage("train", "--quick")  # a second version, now active
+    older, newer = versions(redis_env)
+    with daphne_servers(redis_env, 2) as servers, contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(server.connect()) for server in servers]
         assert [version_served(ws, 1) for ws in sockets] == [newer, newer]
-        server_env.manage("activate", older)  # roll back
+        redis_env.manage("activate", older)  # roll back
         elapsed = wait_for_version(sockets, older, 1)
         assert elapsed < SWITCH_DEADLINE, f"took {elapsed:.2f} s"
-        server_env.manage("activate", newer)  # and forward again
+        redis_env.manage("activate", newer)  # and forward again
         elapsed = wait_for_version(sockets, newer, 100)
         assert elapsed < SWITCH_DEADLINE, f"took {elapsed:.2f} s"
         for server in servers:  # REST follows too, and nothing restarted
@@ -73,7 +68,7 @@ def test_an_artifact_that_fails_to_load_never_replaces_a_working_model(server_en
     server_env.manage("train", "--quick", "--no-activate")
     _, broken = versions(server_env)
     with daphne_servers(server_env, 1) as [server]:
-        with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as ws:
+        with server.connect() as ws:
             assert version_served(ws, 1) == working
             server_env.manage(  # the stored bytes go bad after training, as a disk or a bad restore might
                 "shell",

@@ -1,4 +1,5 @@
-"""Fixtures for attacks on a real daphne: one server per test and a raw HTTP/1.1 client."""
+"""Fixtures for attacks on a real daphne: one server per test, raw HTTP/1.1 and WebSocket clients
+closed after the test whatever it asserted."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 import pytest
 
 from tests.servers import daphne_servers
+from tests.websocket_raw import RawWebSocket, read_response
 
 
 @pytest.fixture
@@ -14,29 +16,6 @@ def daphne(server_env):
     """One daphne process (``python -m project.serve``) over the test's own database copy."""
     with daphne_servers(server_env, 1) as (server,):
         yield server
-
-
-def read_response(sock: socket.socket, *, limit: int = 1 << 20) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of one HTTP/1.1 response with a Content-Length (bounded read)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} bytes: {data[:200]!r}")
-        data += chunk
-        assert len(data) < limit
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {name.strip().lower(): value.strip() for name, value in (line.split(":", 1) for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    assert length < limit
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return status, headers, body
 
 
 @pytest.fixture
@@ -56,10 +35,19 @@ def raw_http():
 
 
 @pytest.fixture
-def redis_env(server_env, redis_server):
-    """The environment for daphne processes sharing the test's redis-server."""
-    server_env.redis_url = redis_server.url
-    return server_env
+def raw_websocket():
+    """``raw_websocket(port, path, receive_buffer=4096)``: a ``RawWebSocket`` (tests/websocket_raw.py)
+    that never reads; every one opened here is closed after the test."""
+    opened: list[RawWebSocket] = []
+
+    def open_raw(port: int, path: str, **options) -> RawWebSocket:
+        client = RawWebSocket(port, path, **options)
+        opened.append(client)
+        return client
+
+    yield open_raw
+    for client in opened:
+        client.close()
 
 
 @pytest.fixture

@@ -19,10 +19,9 @@ def watch_csp(page) -> list[str]:
     return violations
 
 
-def test_pages_run_under_the_policy_without_violations(server_env, browser):
+def test_pages_run_under_the_policy_without_violations(server_env, new_page):
     with daphne_servers(server_env) as [server]:
-        page = browser.new_page(viewport={"width": 390, "height": 900})  # the policy is enforced
-        page.set_default_timeout(TIMEOUT_MS)
+        page = new_page(bypass_csp=False, viewport={"width": 390, "height": 900})  # the policy is enforced
         violations = watch_csp(page)
 
         response = page.goto(f"{server.http}/")

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.samples import PERSON
-from tests.servers import daphne_servers
+from tests.servers import csrf_token, daphne_servers
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_admin_login_locks_out_over_asgi(server):
     statuses = []
     for _ in range(6):
         page = opener.open(login, timeout=30).read().decode()
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        token = csrf_token(page)
         form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "root", "password": "wrong"})
         request = urllib.request.Request(login, data=form.encode(), headers={"Referer": login})
         try:

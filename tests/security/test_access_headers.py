@@ -5,11 +5,9 @@ import json
 
 import pytest
 
-from tests.samples import PERSON
+from tests.samples import PERSON, PERSON_ROW
 
-V2_BODY = {
-    "inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8], "data": [2, 148, 72, 35, 120, 33.6, 0.6, 50]}]
-}
+V2_BODY = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 8], "data": PERSON_ROW}]}
 
 
 def policy(response) -> dict[str, list[str]]:

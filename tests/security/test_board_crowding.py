@@ -9,7 +9,6 @@ import time
 
 import pytest
 from websockets.asyncio.client import connect as aconnect
-from websockets.sync.client import connect
 
 from live import boards
 
@@ -34,7 +33,7 @@ def test_a_crowded_board_gives_every_kiosk_a_bounded_snapshot(redis_server, daph
     server = daphne_with_redis
     asyncio.run(_fill(redis_server.url, "crowd", CROWD))
     for _ in range(5):
-        with connect(f"{server.ws}/ws/kiosk/crowd/", origin=server.http, open_timeout=WAIT, max_size=None) as ws:
+        with server.connect("/ws/kiosk/crowd/", open_timeout=WAIT, max_size=None) as ws:
             raw = ws.recv(timeout=WAIT)
         assert len(raw.encode()) < FRAME_LIMIT // 2
         snapshot = json.loads(raw)
@@ -45,21 +44,13 @@ def test_a_crowded_board_gives_every_kiosk_a_bounded_snapshot(redis_server, daph
     assert "Traceback" not in server.log(), server.log()[-4000:]
 
 
-async def test_a_burst_of_publications_puts_every_tile_on_the_board(
-    redis_server, daphne_with_redis, settings, monkeypatch
-):
+async def test_a_burst_of_publications_puts_every_tile_on_the_board(redis_boards, daphne_with_redis, settings):
     # The publishers run here, as the live sessions of another process would, on the same Redis
     # (the channel layer and the board store), while a kiosk watches on the daphne process.
     from channels.layers import channel_layers
 
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": redis_server.url, "socket_timeout": None}], "capacity": 5000},
-        }
-    }
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = 5000  # 700 publications at once
     channel_layers.backends.clear()
-    monkeypatch.setattr(boards, "_store", boards.RedisBoardStore(redis_server.url))
     server = daphne_with_redis
     async with aconnect(f"{server.ws}/ws/kiosk/burst/", origin=server.http, open_timeout=WAIT, max_size=None) as kiosk:
         assert json.loads(await kiosk.recv())["type"] == "snapshot"

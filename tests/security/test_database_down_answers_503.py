@@ -8,15 +8,9 @@ import time
 import requests
 
 from tests.samples import PERSON
+from tests.servers import wait_until
 
 DEADLINE = 60.0
-
-
-def _wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_rest_answers_503_and_the_watcher_logs_once(daphne, server_env):
@@ -32,7 +26,9 @@ def test_rest_answers_503_and_the_watcher_logs_once(daphne, server_env):
         assert response.headers["Retry-After"].isdigit()
         assert response.json() == {"errors": {"non_field_errors": ["The database is unavailable; try again shortly."]}}
         failed = "Checking the active model version failed"
-        _wait_for(lambda: failed in daphne.log(), "the watcher's first failure")
+        wait_until(
+            lambda: failed in daphne.log(), "timed out waiting for the watcher's first failure", timeout=DEADLINE
+        )
         first = daphne.log().count("Traceback")
         # Several watcher intervals (0.5 s) pass while requests keep failing.
         for _ in range(10):
@@ -44,5 +40,5 @@ def test_rest_answers_503_and_the_watcher_logs_once(daphne, server_env):
     finally:
         db.rmdir()
         shutil.move(saved, db)
-    _wait_for(lambda: "works again" in daphne.log(), "the watcher's recovery")
+    wait_until(lambda: "works again" in daphne.log(), "the watcher never said it works again", timeout=DEADLINE)
     assert requests.post(predict, json={"features": PERSON}, timeout=30).status_code == 200

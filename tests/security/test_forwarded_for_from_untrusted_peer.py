@@ -4,9 +4,9 @@ has its own budget. Daphne runs without --proxy-headers; project/proxy.py decide
 
 import requests
 
+from tests.samples import TIMEOUT
 from tests.servers import daphne_servers
 
-TIMEOUT = 30
 MODEL = "/api/v1/model"
 
 

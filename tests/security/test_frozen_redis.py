@@ -4,30 +4,26 @@ kiosk is answered with a close instead of a hung handshake, and both recover aft
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
+from tests.samples import PARTIAL_PERSON, TIMEOUT
 from tests.servers import DaphneServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-WAIT = 30  # seconds: far more than the few seconds each answer takes, on a shared machine
-PERSON = {"glucose": 148, "bmi": 33.6, "age": 50}
 CLOSE_INTERNAL_ERROR = 1011
 
 
 def kiosk(server: DaphneServer):
-    return connect(f"{server.ws}/ws/kiosk/frozen/", origin=server.http, open_timeout=WAIT)
+    return server.connect("/ws/kiosk/frozen/")
 
 
 def close_code(ws) -> int:
     """Read until the server closes the socket; its close code."""
-    deadline = time.monotonic() + WAIT
+    deadline = time.monotonic() + TIMEOUT
     with pytest.raises(ConnectionClosed) as closed:
         while True:
             message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
@@ -37,44 +33,34 @@ def close_code(ws) -> int:
 
 @pytest.fixture
 def frozen(redis_server):
-    """Freeze the redis-server when called; it is thawed at the end whatever happens."""
-    state = {"stopped": False}
-
-    def freeze(stop: bool = True) -> None:
-        os.kill(redis_server.proc.pid, signal.SIGSTOP if stop else signal.SIGCONT)
-        state["stopped"] = stop
-
-    yield freeze
-    if state["stopped"]:
-        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    """The redis-server, thawed at the end whatever happens (before daphne stops)."""
+    yield redis_server
+    redis_server.thaw()
 
 
 def test_a_frozen_redis_closes_kiosks_and_they_recover(daphne_with_redis, frozen):
     server = daphne_with_redis
-    with (
-        kiosk(server) as open_kiosk,
-        connect(f"{server.ws}/ws/predict/?board=frozen", origin=server.http, open_timeout=WAIT) as live,
-    ):
-        assert json.loads(open_kiosk.recv(timeout=WAIT))["type"] == "snapshot"
-        heartbeat = json.loads(open_kiosk.recv(timeout=WAIT))
+    with kiosk(server) as open_kiosk, server.connect("/ws/predict/?board=frozen") as live:
+        assert json.loads(open_kiosk.recv(timeout=TIMEOUT))["type"] == "snapshot"
+        heartbeat = json.loads(open_kiosk.recv(timeout=TIMEOUT))
         assert heartbeat["type"] == "heartbeat" and set(heartbeat) == {"type", "at", "active"}
 
-        frozen()
+        frozen.freeze()
         # The open kiosk is not left hanging while it looks live: the server closes it.
         assert close_code(open_kiosk) == CLOSE_INTERNAL_ERROR
         # A new kiosk is answered (accepted, then closed with 1011), not left in a hung handshake.
         with kiosk(server) as late:
             assert close_code(late) == CLOSE_INTERNAL_ERROR
         # The person typing is not affected.
-        live.send(json.dumps({"type": "update", "seq": 1, "features": PERSON}))
-        assert json.loads(live.recv(timeout=WAIT))["type"] == "prediction"
+        live.send(json.dumps({"type": "update", "seq": 1, "features": PARTIAL_PERSON}))
+        assert json.loads(live.recv(timeout=TIMEOUT))["type"] == "prediction"
 
-        frozen(stop=False)
-        deadline = time.monotonic() + WAIT
+        frozen.thaw()
+        deadline = time.monotonic() + TIMEOUT
         while True:  # the kiosk page's reconnection loop, in short
             with kiosk(server) as again:
                 try:
-                    message = json.loads(again.recv(timeout=WAIT))
+                    message = json.loads(again.recv(timeout=TIMEOUT))
                 except ConnectionClosed:
                     assert time.monotonic() < deadline, "the board never came back"
                     time.sleep(0.5)

@@ -8,7 +8,7 @@ import socket
 import pytest
 import requests
 
-from .conftest import read_response
+from tests.websocket_raw import read_response
 
 LIMIT = 1_048_576
 STREAM_MAX = 64 * 2**20

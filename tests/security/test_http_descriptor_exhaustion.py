@@ -5,13 +5,11 @@ limit to the hard one and says so; when accept() fails it logs that it is refusi
 import contextlib
 import resource
 import socket
-import subprocess
-import sys
 import time
 
 import requests
 
-from tests.servers import ROOT, free_port, wait_for_port
+from tests.servers import DaphneServer
 
 HARD_LIMIT = 128  # descriptors for the daphne process under test
 DEADLINE = 60.0
@@ -22,49 +20,33 @@ def _limit_descriptors():
 
 
 def test_running_out_of_descriptors_is_logged_and_survived(server_env):
-    port = free_port()
-    log_path = server_env.base / "daphne-fd.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "project.serve", "-b", "127.0.0.1", "-p", str(port), "asgi:application"],
-            cwd=ROOT,
-            env=server_env.environ,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_limit_descriptors,
-        )
+    server = DaphneServer(server_env, preexec_fn=_limit_descriptors).start()
     held: list[socket.socket] = []
     try:
-        wait_for_port(port, timeout=30, proc=proc)
-        assert f"{HARD_LIMIT} file descriptors" in log_path.read_text()  # soft limit raised to the hard one
-        deadline = time.monotonic() + DEADLINE
-        while "out of file descriptors" not in log_path.read_text():
-            assert time.monotonic() < deadline, "no log line when accept() failed"
-            for _ in range(20):
-                with contextlib.suppress(OSError):
-                    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-                    sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
-                    held.append(sock)
-            assert len(held) < 10 * HARD_LIMIT
-            time.sleep(0.2)
-    finally:
-        for sock in held:
-            sock.close()
-    try:
+        try:
+            assert f"{HARD_LIMIT} file descriptors" in server.log()  # soft limit raised to the hard one
+            deadline = time.monotonic() + DEADLINE
+            while "out of file descriptors" not in server.log():
+                assert time.monotonic() < deadline, "no log line when accept() failed"
+                for _ in range(20):
+                    with contextlib.suppress(OSError):
+                        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+                        held.append(sock)
+                assert len(held) < 10 * HARD_LIMIT
+                time.sleep(0.2)
+        finally:
+            for sock in held:
+                sock.close()
         deadline = time.monotonic() + DEADLINE
         while True:
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+                response = requests.get(f"{server.http}/v2/health/live", timeout=5)
                 break
             except requests.RequestException:
                 assert time.monotonic() < deadline, "daphne did not recover"
                 time.sleep(0.2)
         assert response.status_code == 200
-        assert proc.poll() is None
+        assert server.proc.poll() is None
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        server.stop()

@@ -7,8 +7,7 @@ import time
 import requests
 
 from tests.servers import daphne_servers
-
-from .conftest import read_response
+from tests.websocket_raw import read_response
 
 DEADLINE = 60.0  # far above the configured timeouts: the test bounds itself, it measures nothing
 

@@ -2,34 +2,28 @@
 batch of N costs N), V2 counts rows, the HTML form counts posts, WebSocket handshakes are counted
 per address; over the limit each interface answers in its own shape and stores nothing."""
 
-import re
-
 import pytest
 import requests
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
-from tests.samples import PERSON
-from tests.servers import daphne_servers
-
-TIMEOUT = 30
+from tests.samples import PERSON, PERSON_ROW, TIMEOUT
+from tests.servers import csrf_token, daphne_servers
 
 
 def _v2_body(rows: int) -> dict:
-    data = [[1, 120, 70, 20, 80, 30.0, 0.5, 40]] * rows
+    data = [PERSON_ROW] * rows
     return {"inputs": [{"name": "features", "datatype": "FP64", "shape": [rows, 8], "data": data}]}
 
 
 @pytest.fixture
-def two_servers(server_env, redis_server):
-    server_env.redis_url = redis_server.url
-    server_env.extra.update(
+def two_servers(redis_env):
+    redis_env.extra.update(
         API_THROTTLE_ANON="100/minute",
         V2_THROTTLE_ANON="1500/minute",
         FORM_THROTTLE="2/minute",
         WEBSOCKET_THROTTLE_CONNECT="3/minute",
     )
-    with daphne_servers(server_env, 2) as servers:
+    with daphne_servers(redis_env, 2) as servers:
         yield servers
 
 
@@ -66,7 +60,7 @@ def test_form_posts_are_throttled_across_processes(two_servers):
     for server in (*two_servers, two_servers[0]):
         session = requests.Session()
         page = session.get(f"{server.http}/", timeout=TIMEOUT).text
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        token = csrf_token(page)
         values = {key: value for key, value in PERSON.items() if value is not None}
         response = session.post(
             f"{server.http}/predict/",
@@ -84,8 +78,8 @@ def test_form_posts_are_throttled_across_processes(two_servers):
 def test_websocket_connects_are_throttled_per_address(two_servers):
     a, b = two_servers
     for server in (a, b, a):
-        with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT):
+        with server.connect():
             pass
     with pytest.raises(InvalidStatus) as refused:
-        connect(f"{b.ws}/ws/predict/", origin=b.http, open_timeout=TIMEOUT)
+        b.connect()
     assert refused.value.response.status_code == 403

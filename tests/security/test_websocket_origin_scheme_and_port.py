@@ -4,19 +4,15 @@ origin and one listed in DJANGO_CSRF_TRUSTED_ORIGINS are accepted; no Origin is 
 
 import pytest
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
 from tests.servers import daphne_servers
-
-TIMEOUT = 30
 
 
 def test_origin_must_match_scheme_host_and_port(server_env):
     server_env.extra["DJANGO_CSRF_TRUSTED_ORIGINS"] = "https://kiosk.example.org"
     with daphne_servers(server_env, 1) as (server,):
-        url = f"{server.ws}/ws/predict/"
         for origin in (f"http://127.0.0.1:{server.port}", "https://kiosk.example.org"):
-            with connect(url, origin=origin, open_timeout=TIMEOUT):
+            with server.connect(origin=origin):
                 pass
         for origin in (
             "http://127.0.0.1:9",
@@ -28,9 +24,9 @@ def test_origin_must_match_scheme_host_and_port(server_env):
             None,
         ):
             with pytest.raises(InvalidStatus) as refused:
-                connect(url, origin=origin, open_timeout=TIMEOUT)
+                server.connect(origin=origin)
             assert refused.value.response.status_code == 403, origin
         # An opaque origin ("null") is already refused by daphne's WebSocket layer, with 400.
         with pytest.raises(InvalidStatus) as refused:
-            connect(url, origin="null", open_timeout=TIMEOUT)
+            server.connect(origin="null")
         assert refused.value.response.status_code in (400, 403)

@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-from websockets.sync.client import connect
 
 from tests.samples import PERSON
-from tests.servers import DaphneServer, daphne_servers
-from tests.websocket_raw import TIMEOUT, RawWebSocket, open_websockets, resident_kib
+from tests.servers import ask, calm_prediction, daphne_servers, wait_until
+from tests.websocket_raw import RawWebSocket, open_websockets, resident_kib
 
 pytestmark = pytest.mark.slow
 
@@ -57,19 +56,13 @@ def sends_until_dropped(
     return dropped
 
 
-def calm_client_is_answered(server: DaphneServer) -> None:
-    with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as calm:
-        calm.send(json.dumps({"type": "update", "seq": 0, "features": PERSON}))
-        assert json.loads(calm.recv(timeout=TIMEOUT))["type"] == "prediction"
-
-
-def test_a_client_that_never_reads_is_closed_when_its_replies_pile_up(server_env):
+def test_a_client_that_never_reads_is_closed_when_its_replies_pile_up(server_env, raw_websocket):
     # Pings every 10 minutes: here only the send-buffer bound can close the socket.
     with daphne_servers(server_env, flags=("--ping-interval", "600", "--ping-timeout", "600")) as [server]:
-        calm_client_is_answered(server)
+        assert calm_prediction(server)["type"] == "prediction"
         baseline = open_websockets(server.http)
         before = resident_kib(server.proc.pid)
-        clients = [RawWebSocket(server.port, "/ws/predict/") for _ in range(ATTACKERS)]
+        clients = [raw_websocket(server.port, "/ws/predict/") for _ in range(ATTACKERS)]
         # 50 frames a second per socket: under the flood limit, so every frame gets its reply.
         dropped = sends_until_dropped(clients, pace=0.02, limit=120)
         peak = resident_kib(server.proc.pid)
@@ -77,22 +70,19 @@ def test_a_client_that_never_reads_is_closed_when_its_replies_pile_up(server_env
             client.close()
         assert all(dropped), "the server closes every socket that does not read"
         assert peak - before < 100 * MIB, f"resident memory grew by {(peak - before) / MIB:.0f} MiB"
-        deadline = time.monotonic() + TIMEOUT
-        while open_websockets(server.http) != baseline:
-            assert time.monotonic() < deadline, "the live gauge is back to its value"
-            time.sleep(0.2)
-        calm_client_is_answered(server)
+        wait_until(lambda: open_websockets(server.http) == baseline, "the live gauge is back to its value")
+        assert calm_prediction(server)["type"] == "prediction"
         log = server.log()
         assert "does not read what it is sent: closed with 1008" in log, log
         assert "Traceback" not in log, log
 
 
-def test_an_unanswered_ping_closes_a_socket_that_keeps_sending(server_env):
+def test_an_unanswered_ping_closes_a_socket_that_keeps_sending(server_env, raw_websocket):
     with daphne_servers(server_env, flags=("--ping-interval", "1", "--ping-timeout", "2")) as [server]:
         baseline = open_websockets(server.http)
         # A real client answers pings while it waits: it stays open however long it is idle.
-        with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as calm:
-            silent = RawWebSocket(server.port, "/ws/predict/")
+        with server.connect() as calm:
+            silent = raw_websocket(server.port, "/ws/predict/")
             # Ten small frames a second, each answered with a small reply: no buffer fills up.
             seq = 0
             deadline = time.monotonic() + 60
@@ -106,27 +96,23 @@ def test_an_unanswered_ping_closes_a_socket_that_keeps_sending(server_env):
                 time.sleep(0.1)
             silent.close()
             assert dropped, "the server drops a socket that never answers its pings"
-            calm.send(json.dumps({"type": "update", "seq": 0, "features": PERSON}))
-            assert json.loads(calm.recv(timeout=TIMEOUT))["type"] == "prediction"
-        deadline = time.monotonic() + TIMEOUT
-        while open_websockets(server.http) != baseline:
-            assert time.monotonic() < deadline, "the live gauge is back to its value"
-            time.sleep(0.2)
+            assert ask(calm, {"type": "update", "seq": 0, "features": PERSON})["type"] == "prediction"
+        wait_until(lambda: open_websockets(server.http) == baseline, "the live gauge is back to its value")
         assert "Traceback" not in server.log(), server.log()
 
 
-def test_a_client_that_pings_and_never_reads_the_pongs_is_closed(server_env):
+def test_a_client_that_pings_and_never_reads_the_pongs_is_closed(server_env, raw_websocket):
     # Pongs are written by the WebSocket layer itself, not the application: the same bound holds.
     with daphne_servers(server_env, flags=("--ping-interval", "600", "--ping-timeout", "600")) as [server]:
         before = resident_kib(server.proc.pid)
-        clients = [RawWebSocket(server.port, "/ws/predict/") for _ in range(ATTACKERS)]
+        clients = [raw_websocket(server.port, "/ws/predict/") for _ in range(ATTACKERS)]
         dropped = sends_until_dropped(clients, pace=0.0005, limit=120, send=ping)
         peak = resident_kib(server.proc.pid)
         for client in clients:
             client.close()
         assert all(dropped), "the server closes every socket that does not read its pongs"
         assert peak - before < 100 * MIB, f"resident memory grew by {(peak - before) / MIB:.0f} MiB"
-        calm_client_is_answered(server)
+        assert calm_prediction(server)["type"] == "prediction"
         log = server.log()
         assert "does not read what it is sent: closed with 1008" in log, log
         assert "Traceback" not in log, log

@@ -9,14 +9,12 @@ releases it exactly once.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from websockets.sync.client import connect
 
-from tests.samples import PERSON
-from tests.servers import DaphneServer, daphne_servers
-from tests.websocket_raw import TIMEOUT, RawWebSocket, open_websockets
+from tests.samples import PERSON, TIMEOUT
+from tests.servers import calm_prediction, daphne_servers, wait_until
+from tests.websocket_raw import open_websockets
 
 pytestmark = pytest.mark.slow
 
@@ -24,24 +22,13 @@ SOCKETS = 10
 ATTACK = {"glucose": 148, **{f"unknown_feature_{i:03d}": 1 for i in range(480)}}
 
 
-def open_ws(server: DaphneServer, path: str):
-    return connect(f"{server.ws}{path}", origin=server.http, open_timeout=TIMEOUT, max_size=None)
-
-
-def wait_for(predicate, what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
-def test_unknown_keys_get_a_small_error_and_every_socket_is_released(server_env):
+def test_unknown_keys_get_a_small_error_and_every_socket_is_released(server_env, raw_websocket):
     with daphne_servers(server_env) as [server]:
         baseline = open_websockets(server.http)
-        with open_ws(server, "/ws/kiosk/attack/") as kiosk:
+        with server.connect("/ws/kiosk/attack/", max_size=None) as kiosk:
             assert json.loads(kiosk.recv(timeout=TIMEOUT))["type"] == "snapshot"
             for n in range(SOCKETS):
-                with open_ws(server, "/ws/predict/?board=attack") as ws:
+                with server.connect("/ws/predict/?board=attack", max_size=None) as ws:
                     ws.send(json.dumps({"type": "update", "seq": 1, "features": PERSON}))
                     assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "prediction"
                     frame = json.dumps({"type": "update", "seq": 2, "features": ATTACK})
@@ -58,20 +45,18 @@ def test_unknown_keys_get_a_small_error_and_every_socket_is_released(server_env)
                     if n % 2:
                         ws.socket.close()  # half of them vanish without a close frame
             # A raw client that sends the attack and drops the connection without reading.
-            raw = RawWebSocket(server.port, "/ws/predict/?board=attack")
+            raw = raw_websocket(server.port, "/ws/predict/?board=attack")
             raw.send_text(json.dumps({"type": "update", "seq": 1, "features": ATTACK}))
             raw.close()
 
-            wait_for(lambda: open_websockets(server.http) == baseline, "the live gauge is back to its value")
+            wait_until(lambda: open_websockets(server.http) == baseline, "the live gauge is back to its value")
             ended = set()
             while len(ended) < SOCKETS:  # every tile that appeared is taken off the board
                 event = json.loads(kiosk.recv(timeout=TIMEOUT))
                 if event["type"] == "session_end":
                     ended.add(event["id"])
-        with open_ws(server, "/ws/kiosk/attack/") as kiosk:
+        with server.connect("/ws/kiosk/attack/", max_size=None) as kiosk:
             assert json.loads(kiosk.recv(timeout=TIMEOUT))["sessions"] == []
-        with open_ws(server, "/ws/predict/") as calm:
-            calm.send(json.dumps({"type": "update", "seq": 0, "features": PERSON}))
-            assert json.loads(calm.recv(timeout=TIMEOUT))["type"] == "prediction"
+        assert calm_prediction(server)["type"] == "prediction"
         assert open_websockets(server.http) == baseline
         assert "Traceback" not in server.log(), server.log()

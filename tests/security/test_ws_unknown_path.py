@@ -6,15 +6,10 @@ route refuses the handshake: 403, nothing logged as an error, and the server kee
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
-from tests.samples import PERSON
-from tests.servers import daphne_servers
-from tests.websocket_raw import TIMEOUT
+from tests.servers import calm_prediction, daphne_servers
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +28,8 @@ def test_unknown_paths_and_bad_board_names_are_refused_at_the_handshake(server_e
     with daphne_servers(server_env) as [server]:
         for path in PATHS * 3:
             with pytest.raises(InvalidStatus) as refused:
-                connect(f"{server.ws}{path}", origin=server.http, open_timeout=TIMEOUT)
+                server.connect(path)
             assert refused.value.response.status_code == 403, path
-        with connect(f"{server.ws}/ws/predict/", origin=server.http, open_timeout=TIMEOUT) as calm:
-            calm.send(json.dumps({"type": "update", "seq": 0, "features": PERSON}))
-            assert json.loads(calm.recv(timeout=TIMEOUT))["type"] == "prediction"
+        assert calm_prediction(server)["type"] == "prediction"
         log = server.log()
         assert "Traceback" not in log and "ERROR" not in log, log
