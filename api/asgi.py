@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -271,15 +272,33 @@ _ALLOW = ", ".join(rest.PredictApi().allowed_methods)
 
 # The route's assessments are written by one thread, on one database connection kept open between
 # writes. (Django's handler opens and closes a connection per request, in a thread per request;
-# closing SQLite's last WAL connection checkpoints the log, tens of milliseconds a request.) The
-# connection is checked before each write and dropped after a failed one, so the next write
-# connects afresh.
+# closing SQLite's last WAL connection checkpoints the log, tens of milliseconds a request.) Before
+# each write the connection is checked: a server that went away, or an SQLite file that was moved
+# or replaced, closes it, so the write connects afresh (and fails with a 503 if it cannot); a failed
+# write closes it too.
 _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assessment-writer")
+_opened_file: tuple[int, int] | None = None  # (device, inode) of the SQLite file the writer opened
+
+
+def _sqlite_file() -> tuple[int, int] | None:
+    try:
+        stat = os.stat(connection.settings_dict["NAME"])
+    except (OSError, TypeError, ValueError):
+        return None  # an in-memory database, or no file
+    return stat.st_dev, stat.st_ino
+
+
+def _usable() -> bool:
+    if connection.vendor == "sqlite":
+        return _sqlite_file() == _opened_file
+    return connection.is_usable()
 
 
 def _store_sync(predictions: list[Prediction]) -> list[str]:
-    if connection.connection is not None and not connection.is_usable():
+    global _opened_file
+    if connection.connection is not None and not _usable():
         connection.close()
+    was_open = connection.connection is not None
     try:
         if len(predictions) == 1:
             stored = [assessment_create(prediction=predictions[0], interface="rest")]
@@ -288,6 +307,8 @@ def _store_sync(predictions: list[Prediction]) -> list[str]:
     except DatabaseError:
         connection.close()
         raise
+    if not was_open and connection.vendor == "sqlite":
+        _opened_file = _sqlite_file()
     return [str(assessment.public_id) for assessment in stored]
 
 
