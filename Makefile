@@ -42,11 +42,11 @@ run: run-host-check $(BIN)/.runtime
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py ensure_model
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python -m project.serve -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) asgi:application
 
-# SKIP_LINT=1 runs the tests only (CI's second database run; ruff already ran once).
+# `make lint` first, then the tests; SKIP_LINT=1 runs the tests only (CI's second database run:
+# ruff and mypy already ran once).
 test: $(BIN)/.dev
 ifneq ($(SKIP_LINT),1)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory lint
 endif
 	DJANGO_DEBUG=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
@@ -60,9 +60,12 @@ compose-test: $(BIN)/.dev
 	  "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
 	  "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" > $@
 
+# mypy's Django plugin loads project.settings, which needs DJANGO_DEBUG (or a secret key) to import;
+# its cache (.mypy_cache) makes a run after a small change take seconds (README: "Tests").
 lint: $(BIN)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	DJANGO_DEBUG=1 $(BIN)/mypy
 
 format: $(BIN)/.dev
 	$(BIN)/ruff check --fix .
@@ -72,4 +75,4 @@ bench: $(BIN)/.dev
 	DJANGO_DEBUG=1 $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .mypy_cache

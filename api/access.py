@@ -7,11 +7,12 @@ outcome needs staff. The DRF classes here are configured on each view as class a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
+from rest_framework.views import APIView
 from rest_framework_api_key.permissions import KeyParser
 
 from ml_engine.models import Assessment
@@ -92,7 +93,7 @@ class CanPredict(permissions.BasePermission):
         return _scoped_key(request, ApiKey.Scope.PREDICT) is not None or _staff(request) is not None
 
 
-class PredictAccess:
+class PredictAccess(APIView):
     """For prediction views: open by default; with DJANGO_API_REQUIRE_KEY_FOR_PREDICT, a key with
     the ``predict`` scope or a staff session. Credentials are only read when the setting is on,
     so open predictions never touch the key table."""
@@ -105,7 +106,7 @@ class PredictAccess:
     def get_permissions(self) -> list[Any]:
         return [CanPredict()]
 
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         if request.authenticators and not request.successful_authenticator:
             raise exceptions.NotAuthenticated(message)
         super().permission_denied(request, message, code)
@@ -137,4 +138,6 @@ def recorder_for(request: Request) -> Recorder:
     if user is not None:
         return Recorder(source=Assessment.OutcomeSource.STAFF, name=f"staff:{user.get_username()}", user=user)
     key = request.auth
+    if not isinstance(key, ApiKey):
+        raise exceptions.NotAuthenticated()  # only reached past CanRecordOutcomes, which requires one
     return Recorder(source=Assessment.OutcomeSource.API_KEY, name=f"key:{key.name} ({key.prefix})")

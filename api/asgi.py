@@ -64,6 +64,7 @@ from ml_engine.services import (
     predict_many,
 )
 from project import throttling
+from project.asgi_types import Message, Receive, Scope, Send
 
 from . import rest, v2
 from .drf import StrictJSONParser
@@ -71,9 +72,6 @@ from .exceptions import exception_handler
 
 logger = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 V2_INFER = re.compile(rf"/v2/models/{v2.MODEL_NAME}(?:/versions/(?P<version>[^/]+))?/infer")
 REST_PREDICT = "/api/v1/predict"
@@ -139,7 +137,7 @@ class PredictionRoute:
             response = await answer(scope, body)
         except NotHere:
             return await self.app(scope, _replay(body, receive), send)
-        await self.django.send_response(response, send)
+        await self.django.send_response(response, send)  # type: ignore[arg-type]  # any ASGI send
         return None
 
     def _route(self, scope: Scope) -> Callable[[Scope, bytes], Awaitable[HttpResponseBase]] | None:
@@ -194,7 +192,12 @@ class PredictionRoute:
                 response = hook(request, response)
         if response.status_code >= 400:
             log_response(
-                "%s: %s", response.reason_phrase, request.path, response=response, request=request, logger=_django
+                "%s: %s",
+                response.reason_phrase,
+                request.path,
+                response=response,  # type: ignore[arg-type]  # only its status is read
+                request=request,
+                logger=_django,
             )
         return response
 
@@ -213,9 +216,10 @@ class PredictionRoute:
         try:
             response = await self._predict(request, body)
         except Exception as exc:
-            response = exception_handler(exc, {"view": None, "request": request})
-            if response is None:  # a bug: Django's 500 answer and log line
+            handled = exception_handler(exc, {"view": None, "request": request})
+            if handled is None:  # a bug: Django's 500 answer and log line
                 return self._finish(request, response_for_exception(request, exc))
+            response = handled
         return self._finish(request, self._render(response))
 
     @staticmethod
@@ -258,15 +262,16 @@ class PredictionRoute:
         """What DRF's ``finalize_response`` and Django's rendering do to ``PredictApi``'s answers."""
         response.accepted_renderer = _RENDERER
         response.accepted_media_type = _RENDERER.media_type
-        response.renderer_context = {}
+        response.renderer_context = {}  # type: ignore[attr-defined]  # DRF sets it the same way
         response["Allow"] = _ALLOW
         add_never_cache_headers(response)  # rest.NoStore: health data (README: "Health data")
         return response.render()
 
 
 _django = logging.getLogger("django.request")
-_RENDERER = api_settings.DEFAULT_RENDERER_CLASSES[0]()
-assert isinstance(_RENDERER, JSONRenderer) and len(api_settings.DEFAULT_RENDERER_CLASSES) == 1
+_RENDERER = JSONRenderer()
+# PredictApi renders with DRF's default renderers; this route renders as they do while that is JSONRenderer alone.
+assert list(api_settings.DEFAULT_RENDERER_CLASSES) == [JSONRenderer]  # type: ignore[comparison-overlap]
 _ALLOW = ", ".join(rest.PredictApi().allowed_methods)
 
 
@@ -354,7 +359,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     """``receive`` for Django after this route has read the body: the body once, then the client."""
     sent = False
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True

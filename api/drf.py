@@ -7,10 +7,13 @@ still being imported.)
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from typing import IO, Any
 
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.utils import json as strict_json
 
@@ -42,7 +45,9 @@ class StrictJSONParser(BaseParser):
     LARGE_BODY_PARSES = 1
     _large_parses = threading.BoundedSemaphore(LARGE_BODY_PARSES)
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         # DRF hands parsers the raw stream, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE: apply it here.
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raw = stream.read() if limit is None else stream.read(limit + 1)
@@ -54,7 +59,7 @@ class StrictJSONParser(BaseParser):
             return self._loads(raw)
 
     @classmethod
-    def _loads(cls, raw: bytes):
+    def _loads(cls, raw: bytes) -> Any:
         try:
             return strict_json.loads(raw.decode("utf-8"), object_pairs_hook=cls._object)
         except UnicodeDecodeError:
@@ -86,7 +91,7 @@ class AnonApiThrottle(BaseThrottle):
 
     wait_seconds: float | None = None
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request: Request, view: object) -> bool:
         decision = throttling.rest_rows.hit(self.get_ident(request), cost=1)
         self.wait_seconds = decision.wait
         return decision.allowed
@@ -95,7 +100,7 @@ class AnonApiThrottle(BaseThrottle):
         return self.wait_seconds
 
 
-def charge_rows(request, rows: int) -> None:
+def charge_rows(request: Request, rows: int) -> None:
     """Charge ``rows`` more rows to the client's REST budget; ``Throttled`` (429) if they do not fit."""
     if rows <= 0:
         return

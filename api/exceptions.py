@@ -75,7 +75,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         response.status_code = status.HTTP_400_BAD_REQUEST
         response.data = errors_body(f"{exc.detail} Send the body as application/json.")
     elif isinstance(exc, exceptions.Throttled):
-        wait = exc.wait
+        wait = exc.wait  # type: ignore[attr-defined]  # set by Throttled.__init__; its stub leaves it out
         message = "Too many requests." + (f" Try again in {int(wait + 0.999)} s." if wait is not None else "")
         response.data = errors_body(message)
     elif isinstance(exc, Http404 | exceptions.NotFound):

@@ -18,6 +18,8 @@ import ipaddress
 import logging
 import re
 import secrets
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -27,6 +29,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from ml_engine import monitoring
 from ml_engine.registry import ModelUnavailable, active_model
 
 logger = logging.getLogger(__name__)
@@ -123,7 +126,11 @@ async def _channel_layer_check() -> str:
     return OK if message.get("token") == token else "the channel layer returned a different message"
 
 
-async def _with_timeout(awaitable, what: str) -> str | tuple[str, str]:
+T = TypeVar("T")
+
+
+async def _with_timeout(awaitable: Awaitable[T], what: str) -> T | str:
+    """What ``awaitable`` returns within CHECK_TIMEOUT, else why not."""
     try:
         return await asyncio.wait_for(awaitable, CHECK_TIMEOUT)
     except TimeoutError:
@@ -145,9 +152,9 @@ async def readyz(request: HttpRequest) -> JsonResponse:
         model, database = sync_result
     else:
         model, database = "not checked: the database does not answer", sync_result
-    checks = {"model": model, "database": database, "channel_layer": channel_layer}
+    checks: dict[str, str] = {"model": model, "database": database, "channel_layer": channel_layer}
     ready = all(value == OK or value.startswith("ok ") for value in checks.values())
-    body = {"status": "ok" if ready else "unavailable"}
+    body: dict[str, object] = {"status": "ok" if ready else "unavailable"}
     if is_operator(request) or await _is_staff(request):
         body["checks"] = checks
         if active_model.current is not None:
@@ -166,4 +173,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
     Operators only (bearer token or allowlisted address; open with DEBUG)."""
     if not is_operator(request):
         return _forbidden()
+    try:  # the drift gauges: cached, at most one round of bounded queries a minute (README: "Monitoring")
+        monitoring.update_gauges(monitoring.cached_report())
+    except Exception:  # a database outage (or a bug there) must not cost the process metrics
+        logger.warning("The drift gauges could not be computed; /metrics shows their last values.", exc_info=True)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

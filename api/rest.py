@@ -5,7 +5,8 @@ Errors all have the shape ``{"errors": {"<key>": ["message", ...]}}`` (see ``api
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from django.utils.cache import add_never_cache_headers
 from drf_spectacular.types import OpenApiTypes
@@ -94,7 +95,7 @@ NO_MODEL = _error(
 )
 
 
-class NoStore:
+class NoStore(APIView):
     """Responses of this view carry health data: ``Cache-Control: no-store`` (README: "Health data")."""
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
@@ -234,7 +235,7 @@ class ModelApi(APIView):
         @extend_schema_serializer(component_name="ModelFeature")
         class FeatureSerializer(serializers.Serializer):
             key = serializers.CharField()
-            label = serializers.CharField()
+            label = serializers.CharField()  # type: ignore[assignment]  # a declared field: DRF's metaclass moves it off the class
             unit = serializers.CharField()
             min = serializers.FloatField(help_text="Lowest accepted value.")
             max = serializers.FloatField(help_text="Highest accepted value.")
@@ -258,6 +259,42 @@ class ModelApi(APIView):
             version = serializers.CharField()
             activated_at = serializers.DateTimeField()
 
+        @extend_schema_serializer(component_name="Calibration")
+        class CalibrationSerializer(serializers.Serializer):
+            @extend_schema_serializer(component_name="Interval")
+            class IntervalSerializer(serializers.Serializer):
+                estimate = serializers.FloatField()
+                low = serializers.FloatField(help_text="Lower end of the 95 % interval.")
+                high = serializers.FloatField(help_text="Upper end of the 95 % interval.")
+
+            @extend_schema_serializer(component_name="NoiseFloor")
+            class NoiseFloorSerializer(serializers.Serializer):
+                mean = serializers.FloatField(help_text="Mean ECE of a perfectly calibrated model with these risks.")
+                p95 = serializers.FloatField(help_text="Its 95th percentile.")
+                draws = serializers.IntegerField(help_text="Simulated outcome sets per repeat.")
+                seed = serializers.IntegerField()
+
+            @extend_schema_serializer(component_name="BrierDecomposition")
+            class BrierSerializer(serializers.Serializer):
+                brier = serializers.FloatField()
+                reliability = serializers.FloatField(help_text="Risk against frequency per bin (lower is better).")
+                resolution = serializers.FloatField(help_text="Spread of the bins' frequencies (higher is better).")
+                uncertainty = serializers.FloatField(help_text="Base rate x (1 - base rate).")
+                within_bin = serializers.FloatField(help_text="What the binning leaves out: brier - (rel - res + unc).")
+
+            rows = serializers.IntegerField(help_text="Rows each figure rests on (every person once).")
+            repeats = serializers.IntegerField(help_text="Cross-validation repeats the figures are averaged over.")
+            binning = serializers.CharField()
+            method = serializers.CharField(help_text="How the figures were computed, in words.")
+            ece = serializers.FloatField(help_text="Expected calibration error of the pooled out-of-fold risks.")
+            ece_range = serializers.ListField(
+                child=serializers.FloatField(), min_length=2, max_length=2, help_text="Lowest and highest over repeats."
+            )
+            ece_floor = NoiseFloorSerializer(help_text="The ECE a perfectly calibrated model would show here.")
+            slope = IntervalSerializer(help_text="Calibration slope (1 when calibrated).")
+            intercept = IntervalSerializer(help_text="Calibration intercept (0 when calibrated).")
+            brier = BrierSerializer()
+
         name = serializers.CharField()
         version = serializers.CharField()
         algorithm = serializers.CharField()
@@ -269,7 +306,15 @@ class ModelApi(APIView):
         )
         features = FeatureSerializer(many=True)
         metrics = serializers.DictField(
-            child=serializers.FloatField(), help_text="Cross-validated roc_auc, brier, accuracy, ece (mean and _std)."
+            child=serializers.FloatField(),
+            help_text="Cross-validated roc_auc, brier, accuracy (mean over folds and _std), and the pooled "
+            "out-of-fold ece_pooled, ece_floor, calibration_slope, calibration_intercept. Versions stored "
+            "before pooled calibration existed lack the last four.",
+        )
+        calibration = CalibrationSerializer(
+            allow_null=True,
+            help_text='Calibration of the pooled out-of-fold risks beside its noise floor (README: "The model"); '
+            "null for a version stored before these figures were computed.",
         )
         versions = VersionSerializer(many=True, help_text="Stored versions, newest first (at most 20).")
         activations = ActivationSerializer(many=True, help_text="Activation history, newest first (at most 20).")
@@ -352,12 +397,12 @@ class AssessmentOutcomeApi(NoStore, APIView):
         outcome = serializers.IntegerField(min_value=0, max_value=1)
         outcome_recorded_at = serializers.DateTimeField()
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.request.method == "PUT":
             return [IsStaff()]
         return super().get_permissions()
 
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         if request.authenticators and not request.successful_authenticator:
             raise NotAuthenticated(message)  # a 401 that says what credentials would do
         super().permission_denied(request, message, code)

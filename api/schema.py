@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import Direction
 
 
 class StrictSerializerExtension(OpenApiSerializerExtension):
@@ -14,7 +17,7 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
     target_class = "api.serializers.StrictSerializer"
     match_subclasses = True
 
-    def map_serializer(self, auto_schema, direction):
+    def map_serializer(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         schema["additionalProperties"] = False
         keys = getattr(self.target, "one_non_null_of", ())
@@ -33,7 +36,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "api.access.ApiKeyAuthentication"
     name = "apiKey"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, str]:
         return {
             "type": "apiKey",
             "in": "header",
@@ -50,7 +53,7 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
     target_class = "api.access.StaffSessionAuthentication"
     name = "staffSession"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, str]:
         return {
             "type": "apiKey",
             "in": "cookie",
@@ -62,7 +65,7 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
 class RequiredBodySchema(AutoSchema):
     """For views whose body is a oneOf (no ``required`` list of its own): the body is required."""
 
-    def _get_request_body(self, direction="request"):
+    def _get_request_body(self, direction: Direction = "request") -> dict[str, Any] | None:
         body = super()._get_request_body(direction)
         if body:
             body["required"] = True

@@ -85,7 +85,8 @@ class _FeatureMixin:
 
     feature: Feature
 
-    def to_internal_value(self, data: Any) -> float | int:
+    # Any: the mixin serves FloatField (a float) and IntegerField (an int) alike.
+    def to_internal_value(self, data: Any) -> Any:
         problem = value_error(self.feature, data)
         if problem:
             raise serializers.ValidationError(problem)
@@ -184,7 +185,8 @@ class InstancesField(serializers.ListField):
         if failed > MAX_FAILED_ROWS:
             errors["non_field_errors"] = [f"And {failed - MAX_FAILED_ROWS} more instances with errors."]
         if errors:
-            raise serializers.ValidationError(errors)
+            # Rows keyed by index, as DRF's own ListField does; the stub only allows str keys.
+            raise serializers.ValidationError(errors)  # type: ignore[arg-type]
         return cleaned
 
 
@@ -223,7 +225,9 @@ class PredictionSerializer(serializers.Serializer):
     id = serializers.UUIDField(help_text="The stored assessment (a random UUID); use it to record the outcome later.")
     risk = serializers.FloatField(min_value=0, max_value=1, help_text="Probability of diabetes within five years.")
     band = serializers.ChoiceField(choices=["low", "moderate", "high"])
-    label = serializers.IntegerField(min_value=0, max_value=1, help_text="1 when risk >= threshold, else 0.")
+    label = serializers.IntegerField(  # type: ignore[assignment]  # a declared field: DRF's metaclass moves it off the class
+        min_value=0, max_value=1, help_text="1 when risk >= threshold, else 0."
+    )
     threshold = serializers.FloatField(min_value=0, max_value=1)
     contributions = ContributionsSerializer()
     points = PointsSerializer()
@@ -241,4 +245,4 @@ class PredictionSerializer(serializers.Serializer):
 class ErrorsSerializer(serializers.Serializer):
     """Every error of the REST API: field key (or non_field_errors) to messages."""
 
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))  # type: ignore[assignment]  # a declared field: DRF's metaclass moves it off the class

@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.utils import json as strict_json
 
 from ml_engine.registry import ModelUnavailable, active_model
-from ml_engine.schema import FEATURE_KEYS, FEATURES, invalid_cells, value_error
+from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, invalid_cells, value_error
 from ml_engine.services import MAX_INSTANCES, predict_risks
 from project import throttling
 
@@ -36,8 +36,8 @@ MODEL_NAME = "diabetes"
 SERVER_NAME = "diabetes-risk"
 SERVER_VERSION = "1.0.0"
 INPUT_NAME = "features"
-INPUT_DTYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
-OUTPUTS = {"risk": ("FP64", np.dtype("<f8")), "label": ("INT64", np.dtype("<i8"))}
+INPUT_DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+OUTPUTS: dict[str, tuple[str, np.dtype]] = {"risk": ("FP64", np.dtype("<f8")), "label": ("INT64", np.dtype("<i8"))}
 HEADER_LENGTH = "Inference-Header-Content-Length"
 COLUMNS = len(FEATURE_KEYS)
 _NUMBERS = frozenset({int, float})  # JSON numbers as parsed (bool is a type of its own)
@@ -222,9 +222,9 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
     if not blobs:
         return HttpResponse(_json_bytes(body), content_type="application/json")
     head = _json_bytes(body)
-    response = HttpResponse(head + b"".join(blobs), content_type="application/octet-stream")
-    response[HEADER_LENGTH] = str(len(head))
-    return response
+    binary_response = HttpResponse(head + b"".join(blobs), content_type="application/octet-stream")
+    binary_response[HEADER_LENGTH] = str(len(head))
+    return binary_response
 
 
 def _json_bytes(body: dict[str, Any]) -> bytes:
@@ -351,7 +351,7 @@ def _problems(values: list[Any], n: int) -> str:
     return "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
 
 
-def _value_problem(feature, value: Any) -> str | None:
+def _value_problem(feature: Feature, value: Any) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return (
             f"{feature.label} is missing; V2 needs every value "

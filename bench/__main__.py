@@ -15,6 +15,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ml_engine.registry import ServedModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +44,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{mem}; {system}; Python {platform.python_version()}"
 
 
-def prepare(work: Path):
+def prepare(work: Path) -> tuple[ServedModel, np.ndarray]:
     """Settings for a throw-away database and model folder in ``work``; a trained, active model.
     Returns the served model and the training rows."""
     os.environ.update(
@@ -88,7 +94,7 @@ def main() -> int:
             if wanted(name):
                 print(f"{name} ...", flush=True)
                 began = time.monotonic()
-                sections[name] = run_section(work=work)
+                sections[name] = run_section(work)
                 print(f"{name}: {time.monotonic() - began:.0f} s", flush=True)
     # A partial run (--only) must not replace the full report in docs/.
     out = work / "docs" if only or "--inference-only" in sys.argv else ROOT / "docs"

@@ -44,13 +44,20 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from websockets.typing import Origin
 
 from tests.servers import DaphneServer, RedisServer, ServerEnv, daphne_servers
 
 from .stats import percentile
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection as AsyncClientConnection
 
 PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
 CALM_ADDRESS = "127.0.0.2"
@@ -115,22 +122,26 @@ class Sampler(threading.Thread):
 # -- the calm client --------------------------------------------------------------------------------
 
 
-def _calm(port: int, ready, stop, out) -> None:
+def _calm(port: int, ready: EventType, stop: EventType, out: multiprocessing.Queue) -> None:
     """Runs in its own process: a REST prediction and a keystroke on a live socket, 5 a second each,
     from 127.0.0.2; latencies in µs, failures counted (a failed request reconnects)."""
-    from websockets.sync.client import connect
+    from websockets.sync.client import ClientConnection, connect
 
     def http_conn() -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(CALM_ADDRESS, 0))
 
-    def ws_conn():
+    def ws_conn() -> ClientConnection:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(CALM_ADDRESS, 0))
         return connect(
-            f"ws://127.0.0.1:{port}/ws/predict/", sock=sock, origin=f"http://127.0.0.1:{port}", open_timeout=10
+            f"ws://127.0.0.1:{port}/ws/predict/", sock=sock, origin=Origin(f"http://127.0.0.1:{port}"), open_timeout=10
         )
 
-    rest, keystroke, failures = [], [], Counter()
-    conn, ws, seq = None, None, 0
+    rest: list[float] = []
+    keystroke: list[float] = []
+    failures: Counter[str] = Counter()
+    conn: http.client.HTTPConnection | None = None
+    ws: ClientConnection | None = None
+    seq = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not stop.is_set():
         began = time.monotonic()
@@ -147,8 +158,9 @@ def _calm(port: int, ready, stop, out) -> None:
                 failures[f"REST {response.status}"] += 1
         except (OSError, http.client.HTTPException) as exc:
             failures[f"REST {type(exc).__name__}"] += 1
-            with contextlib.suppress(Exception):
-                conn.close()
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
             conn = None
         try:
             ws = ws or ws_conn()
@@ -165,15 +177,22 @@ def _calm(port: int, ready, stop, out) -> None:
                 failures[f"socket {message.get('type')}"] += 1
         except Exception as exc:  # closed, timed out or refused: count it, reconnect next time
             failures[f"socket {type(exc).__name__}"] += 1
-            with contextlib.suppress(Exception):
-                ws.close()
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    ws.close()
             ws = None
         if rest or keystroke:
             ready.set()
         stop.wait(max(0.0, 0.2 - (time.monotonic() - began)))
-    with contextlib.suppress(Exception):
-        ws.close()
+    if ws is not None:
+        with contextlib.suppress(Exception):
+            ws.close()
     out.put({"rest": rest, "keystroke": keystroke, "failures": dict(failures)})
+
+
+def _join_all(threads: list[threading.Thread], timeout: float) -> None:
+    for thread in threads:
+        thread.join(timeout)
 
 
 class CalmClient:
@@ -241,7 +260,7 @@ def _ws_handshake(port: int, path: str, *, rcvbuf: int | None = None, timeout: f
     return sock, int(match.group(1)) if match else 0
 
 
-async def _ws_connect(server: DaphneServer, path: str):
+async def _ws_connect(server: DaphneServer, path: str) -> AsyncClientConnection:
     import websockets
 
     return await websockets.connect(
@@ -249,7 +268,9 @@ async def _ws_connect(server: DaphneServer, path: str):
     )
 
 
-def _http(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None, timeout: float = 30):
+def _http(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None, timeout: float = 30
+) -> tuple[int, str, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
@@ -276,7 +297,8 @@ def _open_live_gauge(port: int) -> float | None:
 async def unknown_keys_frames(server: DaphneServer) -> list[str]:
     """1. A ~5 KB update with 480 unknown keys on each of 400 sockets; what comes back; leaks."""
     frame = json.dumps({"type": "update", "seq": 1, "features": {f"k{i:03d}": 1 for i in range(480)}})
-    outcomes, reply_sizes = Counter(), []
+    outcomes: Counter[str] = Counter()
+    reply_sizes: list[int] = []
 
     async def one() -> None:
         try:
@@ -310,7 +332,8 @@ async def unknown_keys_frames(server: DaphneServer) -> list[str]:
 async def crowded_board(server: DaphneServer, sessions: int = 700) -> list[str]:
     """2. ``sessions`` live sockets publishing to one board, then a kiosk connects."""
     board = "crowded"
-    sockets, outcomes = [], Counter()
+    sockets: list[AsyncClientConnection] = []
+    outcomes: Counter[str] = Counter()
 
     async def one(i: int) -> None:
         try:
@@ -397,7 +420,7 @@ async def send_never_read(
     ]
     for thread in threads:
         thread.start()
-    await asyncio.to_thread(lambda: [thread.join(seconds + 20) for thread in threads])
+    await asyncio.to_thread(_join_all, threads, seconds + 20)
     notes = []
     for kind, result in results.items():
         closed = [c for c in result.get("closed_after", []) if c is not None]
@@ -433,7 +456,7 @@ async def rest_unknown_keys(
         ]
         for thread in threads:
             thread.start()
-        await asyncio.to_thread(lambda threads=threads: [thread.join(40) for thread in threads])
+        await asyncio.to_thread(_join_all, threads, 40)
         statuses = Counter(str(r[0]) for r in results)
         notes.append(
             f"{clients} × {len(body) / 2**20:.1f} MiB bodies with {keys:,} unknown keys: "
@@ -620,7 +643,7 @@ async def write_paths(server: DaphneServer, seconds: float = 4.0) -> list[str]:
 
 
 def _error_triggers(port: int) -> list[str]:
-    def shape(status, content_type: str, data: bytes) -> str:
+    def shape(status: int, content_type: str, data: bytes) -> str:
         kind = "JSON" if "json" in content_type else (content_type.split(";")[0] or "no body")
         leak = " with a traceback" if b"Traceback" in data else ""
         leak += " naming REDIS_URL" if b"REDIS_URL" in data else ""
@@ -704,7 +727,7 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def _service_open_file_limit():
+def _service_open_file_limit() -> Iterator[None]:
     """Start daphne with the usual service limit of open files (it inherits the soft limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
@@ -728,7 +751,7 @@ def run_attack(attack: Attack, work: Path) -> Outcome:
             (server,) = servers.__enter__()
         try:
             _warm_up(server)
-            pid = server.proc.pid
+            pid = server.process.pid
             calm = CalmClient(server.port)
             calm.start()
             time.sleep(0.5)
@@ -756,10 +779,10 @@ def run_attack(attack: Attack, work: Path) -> Outcome:
                 seconds=seconds,
                 notes=notes,
                 calm=calm_result,
-                alive=server.proc.poll() is None,
+                alive=server.process.poll() is None,
             )
         finally:
-            server.proc.kill()  # measured already; a graceful stop would only cost time
+            server.process.kill()  # measured already; a graceful stop would only cost time
             servers.__exit__(None, None, None)
     finally:
         redis.kill()

@@ -18,17 +18,20 @@ import multiprocessing
 import threading
 import time
 import urllib.parse
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+
+from websockets.typing import Origin
 
 from tests.servers import ServerEnv, daphne_servers
 
 from .stats import NO_THROTTLES
 
 
-def origin_of(url: str) -> str:
+def origin_of(url: str) -> Origin:
     """The page origin a browser would send for ``url`` (scheme, host and port must all match)."""
     parts = urllib.parse.urlsplit(url)
-    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+    return Origin(f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}")
 
 
 PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
@@ -55,10 +58,10 @@ async def calm(url: str, seconds: float = CALM_SECONDS, rate: float = CALM_RATE)
     return latencies
 
 
-def _flood(url: str, seconds: float, started: multiprocessing.Event, out: multiprocessing.Queue) -> None:
+def _flood(url: str, seconds: float, started: EventType, out: multiprocessing.Queue) -> None:
     """Runs in its own process: flood until ``seconds`` have passed, reconnecting when closed."""
     from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect
+    from websockets.sync.client import ClientConnection, connect
 
     # A socket the server closes mid-read is expected here; websockets would log it with a traceback.
     logging.getLogger("websockets").setLevel(logging.CRITICAL)
@@ -72,7 +75,7 @@ def _flood(url: str, seconds: float, started: multiprocessing.Event, out: multip
             connections += 1
             counts = {"answered": 0}
 
-            def read(ws=ws, counts=counts) -> None:
+            def read(ws: ClientConnection = ws, counts: dict[str, int] = counts) -> None:
                 try:
                     for text in ws:
                         if '"prediction"' in text:

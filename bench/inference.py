@@ -7,11 +7,15 @@ import importlib.util
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 import numpy as np
 
 from .stats import Summary
+
+if TYPE_CHECKING:
+    from ml_engine.registry import ServedModel
 
 PROBA_ROWS = 200  # the rows every predict_proba timing uses (also in MLServer's venv: bench.mlserver)
 
@@ -22,7 +26,7 @@ def pandas_note() -> str:
     return "this venv, pandas installed" if spec else "this venv, no pandas"
 
 
-def run(*, served, rows: np.ndarray, repeats: int = 7) -> list[Summary]:
+def run(*, served: ServedModel, rows: np.ndarray, repeats: int = 7) -> list[Summary]:
     pipeline = served.model.pipeline
     # The naive row loads a joblib file per request: the served pipeline, dumped once here.
     artifact = Path(tempfile.mkdtemp(prefix="bench-naive-")) / "model.joblib"

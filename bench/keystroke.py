@@ -19,9 +19,11 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 # What a person types, field by field: each prefix is one keystroke.
 TYPED = [
@@ -37,7 +39,7 @@ TYPED = [
 REPLY_TIMEOUT = 10.0  # seconds: a reply that does not come ends the run with a message
 
 
-def keystrokes():
+def keystrokes() -> Iterator[tuple[str, float | int | None]]:
     """Endless (feature, value) updates; prefixes like "33." stay as they are on the page: 33."""
     while True:
         for key, text in TYPED:
@@ -54,7 +56,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 async def measure(url: str, count: int, warmup: int, rate: float) -> tuple[list[float], list[float]]:
     """Keystroke and ping round trips in ms, ``rate`` keystrokes a second."""
     parsed = urlparse(url)
-    origin = f"{'https' if parsed.scheme == 'wss' else 'http'}://{parsed.netloc}"
+    origin = Origin(f"{'https' if parsed.scheme == 'wss' else 'http'}://{parsed.netloc}")
     latencies, pings = [], []
     async with connect(url, origin=origin, ping_interval=None) as ws:
         next_at = time.perf_counter()

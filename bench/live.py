@@ -13,16 +13,18 @@ import urllib.parse
 from pathlib import Path
 
 import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Origin
 
 from tests.servers import RedisServer, ServerEnv, daphne_servers
 
 from .stats import NO_THROTTLES, Summary
 
 
-def origin_of(url: str) -> str:
+def origin_of(url: str) -> Origin:
     """The page origin a browser would send for ``url`` (scheme, host and port must all match)."""
     parts = urllib.parse.urlsplit(url)
-    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+    return Origin(f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}")
 
 
 PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
@@ -34,11 +36,11 @@ def server_env(work: Path, **extra: str) -> ServerEnv:
     return env
 
 
-async def _connect(url: str):
+async def _connect(url: str) -> ClientConnection:
     return await websockets.connect(url, origin=origin_of(url), max_size=2**20, ping_interval=None, open_timeout=60)
 
 
-async def _answer(ws, seq: int) -> dict:
+async def _answer(ws: ClientConnection, seq: int) -> dict:
     """Read until the prediction (or error) for ``seq`` or a later one arrives."""
     while True:
         message = json.loads(await ws.recv())
@@ -79,8 +81,11 @@ def http_round_trips(base: str, n: int = 200) -> tuple[list[float], list[float]]
     conn.request("GET", "/")
     response = conn.getresponse()
     page = response.read().decode()
-    cookie = response.getheader("Set-Cookie").split(";", 1)[0]
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    cookie = (response.getheader("Set-Cookie") or "").split(";", 1)[0]
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    if found is None:
+        raise RuntimeError("the form page has no CSRF token")
+    token = found.group(1)
     form, rest = [], []
     for i in range(n):
         body = urllib.parse.urlencode({**PERSON, "glucose": 90 + i % 100, "csrfmiddlewaretoken": token})
@@ -167,7 +172,7 @@ def raise_open_file_limit(target: int = 30000) -> int:
 async def idle_sockets(url: str, pid: int, target: int) -> dict:
     """Open ``target`` sockets that stay idle; the server's memory before and after."""
     before = _rss_kib(pid)
-    sockets = []
+    sockets: list[ClientConnection] = []
     started = time.monotonic()
     batch = 200
     for start in range(0, target, batch):
@@ -251,7 +256,7 @@ def run_all(work: Path) -> dict:
     with daphne_servers(server_env(work), 1) as (server,):
         target = 10000 if limit >= 10500 else max(100, limit - 500)
         results["idle"] = {
-            **asyncio.run(idle_sockets(server.ws + "/ws/predict/", server.proc.pid, target)),
+            **asyncio.run(idle_sockets(server.ws + "/ws/predict/", server.process.pid, target)),
             "open_file_limit": limit,
         }
     redis = RedisServer().start()

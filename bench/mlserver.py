@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def _project_pin(name: str) -> str | None:
     return None
 
 
-def build_venv(log) -> Path:
+def build_venv(log: IO[str]) -> Path:
     """MLServer's venv, built once per set of pins (the folder name carries their hash)."""
     pins = _pins()
     for shared in ("scikit-learn", "numpy", "scipy", "joblib"):
@@ -189,7 +190,7 @@ class MLServer:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -283,7 +284,9 @@ def one_row(target: Target, rows: np.ndarray, n: int) -> tuple[list[float], floa
     return latencies, cpu
 
 
-def throughput(target: Target, rows: np.ndarray, seconds: float, connections: int = THROUGHPUT_CONNECTIONS):
+def throughput(
+    target: Target, rows: np.ndarray, seconds: float, connections: int = THROUGHPUT_CONNECTIONS
+) -> tuple[int, float]:
     """One-row requests answered and seconds taken, with ``connections`` keep-alive connections
     sending back to back for ``seconds``."""
     bodies = [target.body(rows[i].reshape(1, -1)) for i in range(min(len(rows), 64))]
@@ -404,7 +407,8 @@ def run(*, work: Path, version: str, rows: np.ndarray, keys: list[str]) -> dict:
         artifact, exported_by = export_model(env, version, folder)
         complete = _complete_rows(rows)
         with MLServer(venv, folder, version) as mlserver, daphne_servers(env, 1) as (daphne,):
-            ours = Target("this project", daphne.port, daphne.proc.pid, "risk")
+            ours = Target("this project", daphne.port, daphne.process.pid, "risk")
+            assert mlserver.proc is not None  # started by __enter__
             theirs = Target("MLServer", mlserver.port, mlserver.proc.pid, "predict_proba")
             # Same probabilities for the same rows, first: one request of every complete row.
             conns = [ours.connect(), theirs.connect()]
@@ -419,29 +423,29 @@ def run(*, work: Path, version: str, rows: np.ndarray, keys: list[str]) -> dict:
             result: dict = {"agreement": difference, "agreement_rows": len(sample), "exported_by": exported_by}
             # The machine is shared: the two servers take turns, round by round, alternating which
             # goes first, so that a busy moment costs both rather than one.
-            samples = {
+            samples: dict[str, dict[str, Any]] = {
                 t.name: {"one_row": [], "cpu": 0.0, "answered": 0, "seconds": 0.0, "batch": []} for t in (ours, theirs)
             }
             rest: list[float] = []
             for r in range(ROUNDS):
                 for target in (theirs, ours) if r % 2 == 0 else (ours, theirs):
-                    mine = samples[target.name]
+                    tally = samples[target.name]
                     latencies, cpu = one_row(target, complete, ONE_ROW_REQUESTS // ROUNDS)
-                    mine["one_row"] += latencies
-                    mine["cpu"] += cpu
+                    tally["one_row"] += latencies
+                    tally["cpu"] += cpu
                     answered, seconds = throughput(target, complete, THROUGHPUT_SECONDS / ROUNDS)
-                    mine["answered"] += answered
-                    mine["seconds"] += seconds
-                    mine["batch"] += batch(target, thousand, BATCH_REQUESTS // ROUNDS)
+                    tally["answered"] += answered
+                    tally["seconds"] += seconds
+                    tally["batch"] += batch(target, thousand, BATCH_REQUESTS // ROUNDS)
                     if target is ours:
                         rest += rest_one_row(daphne.port, complete, keys, REST_REQUESTS // ROUNDS)
             for target in (ours, theirs):
-                mine = samples[target.name]
+                tally = samples[target.name]
                 result[target.name] = {
-                    "one_row": Summary.of(f"{target.name}: V2 infer, 1 row", mine["one_row"]),
-                    "cpu_ms": mine["cpu"] * 1000 / len(mine["one_row"]),
-                    "throughput": mine["answered"] / mine["seconds"],
-                    "batch": Summary.of(f"{target.name}: V2 infer, {BATCH_ROWS} rows", mine["batch"]),
+                    "one_row": Summary.of(f"{target.name}: V2 infer, 1 row", tally["one_row"]),
+                    "cpu_ms": tally["cpu"] * 1000 / len(tally["one_row"]),
+                    "throughput": tally["answered"] / tally["seconds"],
+                    "batch": Summary.of(f"{target.name}: V2 infer, {BATCH_ROWS} rows", tally["batch"]),
                 }
             result["rest"] = Summary.of("this project: POST /api/v1/predict, 1 row", rest)
         probe = rows[:PROBA_ROWS]  # the rows bench.inference times predict_proba on

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def _typing_rate() -> float:
     return TYPING_RATE
 
 
-def live_sections():
+def live_sections() -> list[tuple[str, Callable[[Path], dict]]]:
     from . import flood, live
 
     return [("live", lambda work: live.run_all(work)), ("flood", lambda work: flood.run(work))]

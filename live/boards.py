@@ -35,12 +35,16 @@ import time
 import weakref
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from .layer import group_send_quietly
+
+if TYPE_CHECKING:
+    import redis.asyncio
+    from redis.commands.core import AsyncScript
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +85,10 @@ class Entry:
     band: str
     updated_at: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def event(self) -> dict:
+    def event(self) -> dict[str, Any]:
         return {"type": "session", **asdict(self)}
 
 
@@ -100,16 +104,16 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def stats(entries: list[Entry]) -> dict:
+def stats(entries: list[Entry]) -> dict[str, Any]:
     by_band = dict.fromkeys(BANDS, 0)
     for entry in entries:
         by_band[entry.band] = by_band.get(entry.band, 0) + 1
     return {"active": len(entries), "by_band": by_band}
 
 
-def snapshot_message(board: str, entries: list[Entry]) -> dict:
+def snapshot_message(board: str, entries: list[Entry]) -> dict[str, Any]:
     """The kiosk's snapshot: the newest sessions that fit, and totals over all of ``entries``."""
-    shown: list[dict] = []
+    shown: list[dict[str, Any]] = []
     size = 0
     for entry in sorted(entries, key=lambda e: e.updated_at, reverse=True)[:SNAPSHOT_SESSIONS]:
         item = entry.as_dict()
@@ -122,6 +126,9 @@ def snapshot_message(board: str, entries: list[Entry]) -> dict:
 
 
 class BoardStore(Protocol):
+    """Where a board's sessions live: ``MemoryBoardStore`` (one process) or ``RedisBoardStore``
+    (every process with the same ``REDIS_URL``). Each call may raise BOARD_ERRORS."""
+
     async def put(self, board: str, entry: Entry) -> Placed: ...
 
     async def touch(self, board: str, session_id: str) -> bool: ...
@@ -215,9 +222,9 @@ class RedisBoardStore:
     def __init__(self, url: str) -> None:
         self.url = url
         # redis.asyncio clients belong to one event loop; daphne has one, tests make many.
-        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = weakref.WeakKeyDictionary()
 
-    def _client(self):
+    def _connection(self) -> _Client:
         import redis.asyncio as redis
 
         loop = asyncio.get_running_loop()
@@ -234,14 +241,17 @@ class RedisBoardStore:
                 socket_timeout=STORE_TIMEOUT,
                 health_check_interval=30,
             )
-            client = redis.Redis(connection_pool=pool)
-            client.board_scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
-            self._clients[loop] = client
+            redis_client = redis.Redis(connection_pool=pool)
+            scripts = {name: redis_client.register_script(src) for name, src in _SCRIPTS.items()}
+            client = self._clients[loop] = _Client(redis_client, scripts)
         return client
 
-    async def _run(self, script: str, board: str, *args) -> object:
-        client = self._client()
-        return await client.board_scripts[script](keys=list(self._keys(board)), args=list(args))
+    def _client(self) -> redis.asyncio.Redis:
+        return self._connection().redis
+
+    async def _run(self, script: str, board: str, *args: str | float) -> Any:
+        """The reply of one of ``_SCRIPTS`` (Redis replies are untyped: an int or a list here)."""
+        return await self._connection().scripts[script](keys=list(self._keys(board)), args=list(args))
 
     @staticmethod
     def _keys(board: str) -> tuple[str, str]:
@@ -285,6 +295,15 @@ class RedisBoardStore:
 
 _SCRIPTS = {"put": _PUT, "touch": _TOUCH, "prune": _PRUNE}
 
+
+@dataclass(frozen=True, slots=True)
+class _Client:
+    """One event loop's Redis client for boards, with the board scripts registered on it."""
+
+    redis: redis.asyncio.Redis
+    scripts: dict[str, AsyncScript]
+
+
 _store: BoardStore | None = None
 
 
@@ -295,7 +314,7 @@ def board_store() -> BoardStore:
     return _store
 
 
-async def announce(board: str, event: dict) -> bool:
+async def announce(board: str, event: dict[str, Any]) -> bool:
     """Send ``event`` to the kiosks of ``board``; False when the channel layer did not take it."""
     return await group_send_quietly(group_name(board), {"type": "kiosk.event", "event": event})
 
@@ -308,7 +327,7 @@ async def prune(board: str) -> None:
         await announce(board, {"type": "session_end", "id": session_id})
 
 
-async def snapshot(board: str) -> dict:
+async def snapshot(board: str) -> dict[str, Any]:
     """A fresh snapshot of ``board``: stale entries pruned first (raises BOARD_ERRORS)."""
     await prune(board)
     async with asyncio.timeout(STORE_TIMEOUT):
@@ -341,7 +360,10 @@ class _Janitors:
     """
 
     def __init__(self) -> None:
-        self._by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # Per event loop: board name -> (its pruning task, how many users retain it).
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, tuple[asyncio.Task[None], int]]
+        ] = weakref.WeakKeyDictionary()
 
     def retain(self, board: str) -> None:
         loop = asyncio.get_running_loop()

@@ -35,6 +35,7 @@ from ml_engine import metrics
 from ml_engine.registry import ModelUnavailable
 from ml_engine.schema import FEATURE_KEYS, FeatureValidationError
 from ml_engine.services import Prediction, live_prediction_inline, live_state_merge, predict_live
+from project.asgi_types import ASGIApp, Receive, Scope, Send
 
 from .boards import (
     BOARD_ERRORS,
@@ -86,27 +87,29 @@ class LivePredictConsumer:
     """
 
     @classmethod
-    def as_asgi(cls):
-        async def app(scope, receive, send) -> None:
+    def as_asgi(cls) -> ASGIApp:
+        """The ASGI application for the route: one instance of this class per socket."""
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await cls(scope, send).run(receive)
 
-        app.consumer_class = cls
         return app
 
-    def __init__(self, scope: dict, send) -> None:
+    def __init__(self, scope: Scope, send: Send) -> None:
         self.scope = scope
         self._send = send
         self.board = board_from_query(scope)
         self._state: dict[str, float | None] = dict.fromkeys(FEATURE_KEYS)
         self._last_seq = -1  # the newest seq accepted from the client
         self._pending: tuple[int, dict[str, float | None]] | None = None
-        self._answering: asyncio.Task | None = None
+        self._answering: asyncio.Task[None] | None = None
         self._open = False  # accepted, and neither side has closed
         self._finished = False
         self._flood = FloodGuard(rate=FLOOD_RATE, burst=FLOOD_BURST, close_after=FLOOD_CLOSE_AFTER)
         self._publisher: BoardPublisher | None = None
 
-    async def run(self, receive) -> None:
+    async def run(self, receive: Receive) -> None:
+        """The socket's life: accept, read frames until either side closes, then ``_finish``."""
         if (await receive())["type"] != "websocket.connect":
             return
         await self._send({"type": "websocket.accept"})
@@ -284,7 +287,7 @@ class LivePredictConsumer:
             await self._finish()
 
 
-def board_from_query(scope: dict) -> str | None:
+def board_from_query(scope: Scope) -> str | None:
     """The kiosk board named by ``?board=NAME``, if the name is valid."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     name = (query.get("board") or [""])[-1]
@@ -339,12 +342,12 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
     heartbeat_seconds = 5.0
     unavailable_reason = "Board unavailable; reconnect shortly."
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.board = ""
         self._layer: BaseChannelLayer | None = None
         self._channel: str | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._counted = False  # whether this socket is in the open-sockets gauge
         self._retained = False  # whether this socket keeps its board's pruning going
         self._closing = False
@@ -359,9 +362,10 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         self._counted = True
         try:
             # Join the group before reading the snapshot, so no event falls between the two.
-            self._layer = get_channel_layer()
-            self._channel = await bounded(self._layer.new_channel)
-            await bounded(self._layer.group_add, group_name(self.board), self._channel)
+            layer = self._layer = get_channel_layer()
+            channel: str = await bounded(layer.new_channel)
+            self._channel = channel
+            await bounded(layer.group_add, group_name(self.board), channel)
             message = await board_snapshot(self.board)  # pruned first, capped
         except (*BOARD_ERRORS, *LAYER_ERRORS) as exc:
             await self._unavailable(exc)
@@ -370,14 +374,17 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         janitors.retain(self.board)
         self._retained = True
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._heartbeat())]
+        self._tasks = [
+            loop.create_task(self._listen(layer, channel)),
+            loop.create_task(self._heartbeat(layer, channel)),
+        ]
 
-    async def _listen(self) -> None:
+    async def _listen(self, layer: BaseChannelLayer, channel: str) -> None:
         try:
             while True:
                 # No deadline: a board may be quiet for hours. A frozen Redis hangs here; the
                 # heartbeat notices.
-                message = await self._layer.receive(self._channel)
+                message = await layer.receive(channel)
                 if message.get("type") == "kiosk.event":
                     sent = await self._relay(message["event"])
                 elif message.get("type") == "kiosk.heartbeat":
@@ -393,7 +400,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
             logger.exception("Board %s: kiosk listener failed.", self.board)
             await self._close_unavailable()
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, layer: BaseChannelLayer, channel: str) -> None:
         try:
             while True:
                 await asyncio.sleep(self.heartbeat_seconds)
@@ -403,14 +410,14 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
                     active = await board_store().count(self.board)
                 self._beats_sent += 1
                 beat = {"type": "kiosk.heartbeat", "n": self._beats_sent, "at": now_iso(), "active": active}
-                await bounded(self._layer.send, self._channel, beat)
+                await bounded(layer.send, channel, beat)
         except (*BOARD_ERRORS, *LAYER_ERRORS) as exc:
             await self._unavailable(exc)
         except Exception:
             logger.exception("Board %s: kiosk heartbeat failed.", self.board)
             await self._close_unavailable()
 
-    async def _relay(self, content: dict) -> bool:
+    async def _relay(self, content: dict[str, Any]) -> bool:
         """Send ``content`` to the kiosk; False when the socket is gone (the disconnect follows)."""
         try:
             await self.send_json(content)
@@ -433,7 +440,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
             except Exception as exc:  # the socket is already gone; see _relay
                 logger.info("Board %s: a kiosk went away (%s).", self.board, type(exc).__name__)
 
-    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """Kiosks only listen; anything they send is ignored."""
 
     async def disconnect(self, code: int) -> None:
@@ -447,7 +454,7 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
         if self._counted:
             self._counted = False
             metrics.OPEN_WEBSOCKETS.labels("kiosk").dec()
-        if self._channel is not None:
+        if self._layer is not None and self._channel is not None:
             try:
                 await bounded(self._layer.group_discard, group_name(self.board), self._channel)
             except LAYER_ERRORS as exc:

@@ -7,10 +7,11 @@ schema and the prediction service decide what is acceptable. README: "The person
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 
-from ml_engine.schema import FEATURES, value_error
+from ml_engine.schema import FEATURES, Feature, value_error
 
 # 1 mmol/L of glucose is 18.016 mg/dL (molar mass of glucose 180.16 g/mol).
 MG_DL_PER_MMOL_L = 18.016
@@ -38,9 +39,25 @@ def read_number(text: str) -> str:
 
 
 class MeasurementField(forms.FloatField):
-    """A number as a person types it: a decimal comma counts as a decimal point."""
+    """A number as a person types it: a decimal comma counts as a decimal point.
 
-    def to_python(self, value):
+    It carries what the page writes beside the input (unit, range, the help text's id) from the
+    feature's schema entry.
+    """
+
+    def __init__(self, *, feature: Feature, help_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.unit = feature.unit
+        self.range_text = feature.range_text
+        self.lab_only = feature.lab_only
+        self.help_id = help_id
+        self.mmol_range_text: str | None = None
+        if feature.key == "glucose":
+            low, high = feature.min / MG_DL_PER_MMOL_L, feature.max / MG_DL_PER_MMOL_L
+            self.mmol_range_text = f"{low:.1f} to {high:.1f} mmol/L"
+
+    # django-stubs gives FloatField.to_python IntegerField's int | None; Django returns a float.
+    def to_python(self, value: Any) -> float | None:  # type: ignore[override]
         if isinstance(value, str):
             value = read_number(value)
         return super().to_python(value)
@@ -57,11 +74,13 @@ class FeatureForm(forms.Form):
         choices=GLUCOSE_UNITS, initial="mg/dL", required=False, label="Glucose unit", widget=forms.Select
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for feature in FEATURES:
             help_id = f"id_{feature.key}_helptext"
             self.fields[feature.key] = MeasurementField(
+                feature=feature,
+                help_id=help_id,
                 required=False,
                 label=feature.label,
                 help_text=feature.description,
@@ -79,34 +98,28 @@ class FeatureForm(forms.Form):
                     }
                 ),
             )
-            field = self.fields[feature.key]
-            field.unit = feature.unit
-            field.range_text = feature.range_text
-            field.lab_only = feature.lab_only
-            field.help_id = help_id
-            if feature.key == "glucose":
-                low, high = feature.min / MG_DL_PER_MMOL_L, feature.max / MG_DL_PER_MMOL_L
-                field.mmol_range_text = f"{low:.1f} to {high:.1f} mmol/L"
         self.order_fields([f.key for f in FEATURES])
         self.fields["glucose_unit"].widget.attrs.update(
             {"data-glucose-unit": "", "aria-describedby": "id_glucose_helptext"}
         )
 
-    def full_clean(self):
+    def full_clean(self) -> None:
         super().full_clean()
         # Each error is linked to its input, so a screen reader reads it with the field.
         for name in self.errors:
-            if name in self.fields and name != "glucose_unit":
-                attrs = self.fields[name].widget.attrs
-                attrs["aria-describedby"] = f"{self.fields[name].help_id} id_{name}_error"
+            field = self.fields.get(name)
+            if isinstance(field, MeasurementField):
+                attrs = field.widget.attrs
+                attrs["aria-describedby"] = f"{field.help_id} id_{name}_error"
                 attrs["aria-invalid"] = "true"
 
-    def feature_fields(self):
+    def feature_fields(self) -> list[forms.BoundField]:
         """The bound feature fields, in schema order (the unit choice is drawn beside glucose)."""
         return [self[feature.key] for feature in FEATURES]
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("glucose_unit") == "mmol/L" and cleaned.get("glucose") is not None:
             cleaned["glucose"] = round(cleaned["glucose"] * MG_DL_PER_MMOL_L, 1)
         for feature in FEATURES:

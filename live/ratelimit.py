@@ -86,15 +86,15 @@ class FloodGuard:
 
     def frame(self) -> Verdict:
         """The verdict for one received frame."""
-        limited = self.limited
+        warned_at = self.warned_at if self.limited else None
         if self._bucket.take():
             return Verdict.OK
-        if not limited:
+        if warned_at is None:
             self.warned_at = monotonic()
             self._over = 1
             return Verdict.WARN
         self._over += 1
-        if self._over > self._bucket.burst and monotonic() - self.warned_at >= self.close_after:
+        if self._over > self._bucket.burst and monotonic() - warned_at >= self.close_after:
             return Verdict.CLOSE
         return Verdict.DROP
 

@@ -1,21 +1,27 @@
-"""The HTML pages: the assessment form (live with JavaScript), the result page, the model card and
-the kiosk board. README: "The person's pages"."""
+"""The HTML pages: the assessment form (live with JavaScript), the result page, the model card,
+the kiosk board (README: "The person's pages") and the staff monitoring page (README: "Monitoring")."""
 
 import json
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any
 
 import segno
-from django.http import Http404
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.html import escape
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from ml_engine import monitoring
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
 from ml_engine.services import assessment_create, model_overview, predict
 from project import throttling
 
-from . import wording
+from . import charts, wording
 from .boards import DEFAULT_BOARD, valid_board
 from .forms import FeatureForm
 
@@ -41,10 +47,10 @@ EXAMPLES = (
 )
 
 
-def _page_context(form: FeatureForm) -> dict:
+def _page_context(form: FeatureForm) -> dict[str, Any]:
     """What the form page needs besides the form: examples, and the model's words when it serves."""
     examples = [{"name": e["name"], "json": json.dumps(e["values"])} for e in EXAMPLES]
-    context = {"form": form, "examples": examples}
+    context: dict[str, Any] = {"form": form, "examples": examples}
     try:
         served = active_model.get()
     except ModelUnavailable:
@@ -58,13 +64,13 @@ def _page_context(form: FeatureForm) -> dict:
 
 @never_cache  # the form is filled with health data; browsers must not keep it (README: "Health data")
 @require_GET
-def assessment_form(request):
+def assessment_form(request: HttpRequest) -> HttpResponse:
     return render(request, "live/form.html", _page_context(FeatureForm()))
 
 
 @never_cache
 @require_POST
-def assessment_result(request):
+def assessment_result(request: HttpRequest) -> HttpResponse:
     decision = throttling.form_posts.hit(request.META.get("REMOTE_ADDR") or "")
     if not decision.allowed:  # README: "Throttles"
         wait = int(decision.wait + 0.999)
@@ -77,8 +83,8 @@ def assessment_result(request):
     try:
         prediction = predict(features=form.features(), interface="form")
     except FeatureValidationError as exc:  # the form mirrors the schema; this is a safety net
-        for key, messages in exc.errors.items():
-            form.add_error(key if key in form.fields else None, messages)
+        for key, problems in exc.errors.items():
+            form.add_error(key if key in form.fields else None, problems)
         return render(request, "live/form.html", _page_context(form), status=400)
     except ModelUnavailable as exc:
         return render(request, "live/unavailable.html", {"reason": str(exc)}, status=503)
@@ -87,7 +93,7 @@ def assessment_result(request):
     messages = wording.warning_messages(served.training_ranges)
     largest = max((abs(p) for p in prediction.points.values()), default=0.0) or 1.0
     mmol = form.cleaned_data.get("glucose_unit") == "mmol/L"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for feature in FEATURES:
         value = prediction.features[feature.key]
         typed = wording.number(value)
@@ -128,13 +134,13 @@ def assessment_result(request):
     )
 
 
-def _polyline(points, size=200):
+def _polyline(points: Iterable[tuple[float, float]], size: int = 200) -> str:
     """SVG polyline coordinates for points in the unit square (y grows upwards)."""
     return " ".join(f"{x * size:.1f},{(1 - y) * size:.1f}" for x, y in points)
 
 
 @require_GET
-def model_card(request):
+def model_card(request: HttpRequest) -> HttpResponse:
     try:
         served = active_model.get()
     except ModelUnavailable as exc:
@@ -150,6 +156,8 @@ def model_card(request):
         {
             "served": served,
             "meta": meta,
+            # None for versions stored before pooled calibration existed: the page says so.
+            "calibration": meta.get("calibration"),
             "threshold_percent": wording.percent(served.threshold),
             "bands_sentence": wording.bands_sentence(served.bands),
             "cutoffs": CLINICAL_CUTOFFS,
@@ -176,7 +184,7 @@ def model_card(request):
 
 
 @require_GET
-def kiosk(request, board=DEFAULT_BOARD):
+def kiosk(request: HttpRequest, board: str = DEFAULT_BOARD) -> HttpResponse:
     """Full-screen board of anonymous live sessions; the page fills itself over the socket."""
     if not valid_board(board):
         raise Http404("Board names are 1 to 64 letters, digits, hyphens or underscores.")
@@ -185,3 +193,28 @@ def kiosk(request, board=DEFAULT_BOARD):
     qr = segno.make(join_url, error="m").svg_inline(omitsize=True, svgclass="qr", dark="#000", light="#fff", border=4)
     qr = qr.replace("<svg ", f'<svg role="img" aria-label="QR code for {escape(join_url)}" ', 1)
     return render(request, "live/kiosk.html", {"board": board, "join_url": join_url, "qr_svg": qr})
+
+
+def staff_only(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Staff pages through Django's auth (README: "Access and roles"): anonymous visitors go to the
+    admin login and come back; a signed-in user who is not staff gets the 403 page."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        if not user.is_staff:
+            return render(request, "live/forbidden.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@never_cache
+@require_GET
+@staff_only
+def monitor(request: HttpRequest) -> HttpResponse:
+    """Drift, served risks, predictions per interface and live calibration (README: "Monitoring").
+    The figures are at most MONITOR_CACHE_SECONDS old; the page says when they were computed."""
+    return render(request, "live/monitor.html", charts.page_context(monitoring.cached_report()))

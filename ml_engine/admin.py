@@ -1,6 +1,9 @@
 """The admin (staff only): model versions, assessments and their outcome audit trail."""
 
 from django.contrib import admin
+from django.db.models import Model
+from django.forms import ModelForm
+from django.http import HttpRequest
 
 from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
 from .services import Recorder, assessment_record_outcome
@@ -21,24 +24,25 @@ class ModelVersionAdmin(admin.ModelAdmin):
     inlines = [ModelActivationInline]
 
     @admin.display(description="ROC AUC")
-    def roc_auc(self, obj):
+    def roc_auc(self, obj: ModelVersion) -> float | None:
         return obj.metrics.get("roc_auc")
 
     @admin.display(description="Brier")
-    def brier(self, obj):
+    def brier(self, obj: ModelVersion) -> float | None:
         return obj.metrics.get("brier")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions come from `manage.py train`
 
 
 class OutcomeChangeInline(admin.TabularInline):
     model = OutcomeChange
     extra = 0
-    fields = readonly_fields = ["changed_at", "changed_by", "source", "old_outcome", "new_outcome"]
+    fields = ("changed_at", "changed_by", "source", "old_outcome", "new_outcome")
+    readonly_fields = fields
     can_delete = False
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -75,10 +79,10 @@ class AssessmentAdmin(admin.ModelAdmin):
     fields = [*readonly_fields[:8], "outcome", *readonly_fields[8:]]
     inlines = [OutcomeChangeInline]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Assessment, form: ModelForm, change: bool) -> None:
         if "outcome" not in form.changed_data or obj.outcome is None:
             return  # nothing else is editable; clearing an outcome is not offered
         assessment_record_outcome(
@@ -98,11 +102,11 @@ class OutcomeChangeAdmin(admin.ModelAdmin):
     list_display = ["changed_at", "assessment", "changed_by", "source", "old_outcome", "new_outcome"]
     list_filter = ["source"]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: OutcomeChange | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: OutcomeChange | None = None) -> bool:
         return False

@@ -12,11 +12,13 @@ evaluated row by row (``predict_one``: the form, the live socket) and over a who
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 from scipy.interpolate import BSpline, PPoly
@@ -60,6 +62,17 @@ def additive_terms(pipeline: Pipeline, groups: list[np.ndarray], X: np.ndarray) 
     transformed = pipeline[:-1].transform(X)
     weighted = transformed * pipeline[-1].coef_[0]
     return np.column_stack([weighted[:, g].sum(axis=1) for g in groups])
+
+
+class _Term(Protocol):
+    """One feature's folded log-odds term, for a value and for a column of values."""
+
+    @property
+    def fill_term(self) -> float: ...
+
+    def term(self, x: float) -> float: ...
+
+    def terms(self, x: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,7 @@ class FoldedModel:
     """The whole pipeline as a few floats per feature: ``predict_one`` costs microseconds and
     ``predict_matrix`` evaluates the same polynomials over a whole matrix in NumPy."""
 
-    def __init__(self, intercept: float, features: list[_FoldedFeature], term_means: Sequence[float]):
+    def __init__(self, intercept: float, features: list[_Term], term_means: Iterable[float]) -> None:
         self.intercept = intercept
         self.features = features
         self.term_means = tuple(float(m) for m in term_means)
@@ -155,7 +168,7 @@ class FoldedModel:
         return self.risks(terms), (terms - self._means if contributions else None)
 
 
-def fold(pipeline: Pipeline, term_means: Sequence[float]) -> FoldedModel:
+def fold(pipeline: Pipeline, term_means: Iterable[float]) -> FoldedModel:
     """Fold ``impute -> [splines] -> scale -> logistic regression`` into per-feature polynomials."""
     steps = [step for _, step in pipeline.steps]
     kinds = [type(s) for s in steps]
@@ -170,7 +183,7 @@ def fold(pipeline: Pipeline, term_means: Sequence[float]) -> FoldedModel:
     weights = classifier.coef_[0] / scaler.scale_
     offsets = -weights * scaler.mean_
     groups = feature_groups(pipeline)
-    folded = []
+    folded: list[_Term] = []
     for j, group in enumerate(groups):
         fill = float(imputer.statistics_[j])
         if not middle:
@@ -185,7 +198,8 @@ def fold(pipeline: Pipeline, term_means: Sequence[float]) -> FoldedModel:
         pp = PPoly.from_spline(spline)
         lo, hi = float(basis.t[basis.k]), float(basis.t[-basis.k - 1])
         const = float(offsets[group].sum())
-        breaks, polys = [], []
+        breaks: list[float] = []
+        polys: list[tuple[float, ...]] = []
         for i in range(len(pp.x) - 1):
             if pp.x[i] < lo or pp.x[i + 1] > hi or pp.x[i + 1] <= pp.x[i]:
                 continue  # padding knots outside the base interval
@@ -193,11 +207,17 @@ def fold(pipeline: Pipeline, term_means: Sequence[float]) -> FoldedModel:
             coefs[-1] += const
             breaks.append(float(pp.x[i]))
             polys.append(tuple(coefs))
-        shape = {"lo": lo, "hi": hi, "breaks": tuple(breaks), "polys": tuple(polys)}
-        plateaus = {"lo_term": float(spline(lo)) + const, "hi_term": float(spline(hi)) + const}
-        feature = _FoldedFeature(fill=fill, fill_term=0.0, **shape, **plateaus)
-        feature = _FoldedFeature(fill=fill, fill_term=feature.term(fill), **shape, **plateaus)
-        folded.append(feature)
+        feature = _FoldedFeature(
+            fill=fill,
+            fill_term=0.0,
+            lo=lo,
+            hi=hi,
+            lo_term=float(spline(lo)) + const,
+            hi_term=float(spline(hi)) + const,
+            breaks=tuple(breaks),
+            polys=tuple(polys),
+        )
+        folded.append(dataclasses.replace(feature, fill_term=feature.term(fill)))
     return FoldedModel(float(classifier.intercept_[0]), folded, term_means)
 
 

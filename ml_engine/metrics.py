@@ -31,6 +31,29 @@ ACTIVE_MODEL = Gauge(
     ["version"],
 )
 
+# Drift of the inputs (README: "Monitoring"): the same figures as /monitor/, from the database, so
+# every process reports the same values (do not sum them across processes). Recomputed at most once
+# per MONITOR_CACHE_SECONDS; labels are bounded: 8 features x 2 windows.
+INPUT_PSI = Gauge(
+    "diabetes_input_psi",
+    "Population stability index of a feature in stored assessments against the training deciles (NaN: no data).",
+    ["feature", "window"],
+)
+INPUT_MISSING = Gauge(
+    "diabetes_input_missing_ratio",
+    "Share of stored assessments in the window where the feature was missing and imputed (NaN: no data).",
+    ["feature", "window"],
+)
+MONITORED_ASSESSMENTS = Gauge(
+    "diabetes_monitored_assessments",
+    "Stored assessments the drift figures of the window rest on.",
+    ["window"],
+)
+MONITOR_COMPUTED = Gauge(
+    "diabetes_monitoring_computed_timestamp_seconds",
+    "When the drift figures were computed (Unix time): how old the drift gauges are.",
+)
+
 for _interface in INTERFACES:
     PREDICTIONS.labels(_interface)
     PREDICTION_LATENCY.labels(_interface)

@@ -118,3 +118,34 @@ class OutcomeChange(models.Model):
     def __str__(self) -> str:
         old = "none" if self.old_outcome is None else self.old_outcome
         return f"{self.assessment.public_id}: {old} → {self.new_outcome} by {self.changed_by}"
+
+
+class PredictionCount(models.Model):
+    """How many predictions each interface answered per day, model version, band and risk tenth.
+
+    Every interface is counted here, the V2 endpoint and the live socket too, which store no
+    assessment: a row holds no measurement and no person, only a count (README: "Monitoring").
+    Each process adds up its predictions in memory and writes them every few seconds from a
+    background thread (``ml_engine.tally``), so a prediction never waits on the database. Rows per day
+    are bounded by interfaces x versions served x bands x 10; `purge_assessments` deletes the days
+    older than the retention period with the assessments."""
+
+    day = models.DateField()
+    interface = models.CharField(max_length=8)
+    model_version = models.CharField(max_length=64)
+    band = models.CharField(max_length=16)
+    # floor(10 x risk), 0 to 9: risk from 0.0 to 0.1 is tenth 0 (a risk of 1.0 counts in tenth 9).
+    risk_tenth = models.PositiveSmallIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "interface", "model_version", "band", "risk_tenth"], name="one_count_per_key"
+            )
+        ]
+        indexes = [models.Index(fields=["day"], name="prediction_count_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.interface} {self.model_version} {self.band}/{self.risk_tenth}: {self.count}"

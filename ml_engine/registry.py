@@ -82,7 +82,7 @@ REGISTRY_LOCK_KEY = 0x6D6C7265  # any constant that is the same in every process
 RETRAIN = "Run `python manage.py train` to build a model for this installation."
 
 
-def serialise(pipeline) -> tuple[bytes, str]:
+def serialise(pipeline: Pipeline) -> tuple[bytes, str]:
     """The joblib bytes of a fitted pipeline and their sha256."""
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer)

@@ -8,7 +8,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
+from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange, PredictionCount
 from .registry import (
     ARTIFACT_NAME,
     ArtifactError,
@@ -44,6 +44,7 @@ from .schema import (
     invalid_cells,
     value_error,
 )
+from .tally import tally
 from .training import Dataset, load_dataset, quick_pool, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,9 @@ def clinical_warnings(cleaned: Mapping[str, float | None]) -> list[str]:
     return [cutoff.code for cutoff in CLINICAL_CUTOFFS if cutoff.applies(cleaned.get(cutoff.key))]
 
 
-def _explain(served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions) -> Prediction:
+def _explain(
+    served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions: Iterable[float]
+) -> Prediction:
     ranges = served.training_ranges
     warnings = [
         f"extrapolated:{key}"
@@ -147,6 +150,7 @@ def _predict_cleaned(cleaned: dict[str, float | None], *, interface: str, starte
     prediction = _explain(served, cleaned, risk, contributions)
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc()
+    tally.add(interface=interface, model_version=served.version, band=prediction.band, risk=risk)
     return prediction
 
 
@@ -266,6 +270,7 @@ def predict_many(*, instances: Sequence[Any], interface: str = "rest", contribut
         )
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(predictions))
+    tally.add_risks(interface=interface, model_version=version, risks=risks, bands=bands)
     return predictions
 
 
@@ -299,19 +304,30 @@ def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
         errors = {}
         for i, j in bad[:10].tolist():
             feature, value = FEATURES[j], float(X[i, j])
-            problem = value_error(feature, value) if value == value else f"{feature.label} is missing."
-            errors[f"instances[{i}].{feature.key}"] = [problem]
+            # invalid_cells lists exactly the cells value_error refuses, and NaN ones.
+            problem = value_error(feature, value) if value == value else None
+            errors[f"instances[{i}].{feature.key}"] = [problem or f"{feature.label} is missing."]
         raise FeatureValidationError(errors)
     served = active_model.get()
     risks, _ = served.model.predict_matrix(X, contributions=False)
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(risks))
+    tally.add_risks(interface=interface, model_version=served.version, risks=risks, bands=served.bands)
     return RiskBatch(
         risks=risks,
         labels=(risks >= served.threshold).astype(numpy.int64),
         model_name=served.name,
         model_version=served.version,
     )
+
+
+# Per-fold ECE, stored by versions trained before pooled calibration, is never shown: on 154-row
+# folds it measured the fold size, not the model (README: "The model").
+_FOLD_ECE = ("ece", "ece_std")
+
+
+def _shown_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in metrics.items() if key not in _FOLD_ECE}
 
 
 def model_overview(*, history: int = 20) -> dict[str, Any]:
@@ -332,7 +348,9 @@ def model_overview(*, history: int = 20) -> dict[str, Any]:
             {**feature.as_dict(), "train_min": ranges[feature.key][0], "train_max": ranges[feature.key][1]}
             for feature in FEATURES
         ],
-        "metrics": meta.get("metrics", {}),
+        "metrics": _shown_metrics(meta.get("metrics", {})),
+        # None for versions stored before pooled calibration existed (README: "The model").
+        "calibration": meta.get("calibration"),
         "versions": [
             {
                 "version": record.version,
@@ -340,7 +358,7 @@ def model_overview(*, history: int = 20) -> dict[str, Any]:
                 "algorithm": record.algorithm,
                 "active": record.is_active,
                 "activated_at": record.activated_at,
-                "metrics": record.metrics,
+                "metrics": _shown_metrics(record.metrics),
             }
             for record in ModelVersion.objects.order_by("-created_at")[:history]
         ],
@@ -448,6 +466,15 @@ def assessments_purge(*, older_than_days: int) -> int:
     return deleted
 
 
+def prediction_counts_purge(*, older_than_days: int) -> int:
+    """Delete the daily prediction counts (README: "Monitoring") of the UTC days that ended more
+    than ``older_than_days`` days ago, as ``assessments_purge`` does for assessments; returns the
+    number of rows deleted."""
+    cutoff = (timezone.now() - timedelta(days=older_than_days)).date()
+    deleted, _ = PredictionCount.objects.filter(day__lt=cutoff).delete()
+    return deleted
+
+
 def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
     """Assessments whose outcome was recorded by an API key or staff, as training rows (NaN where a
     value was imputed). Outcomes of unknown origin (recorded before keys existed) are left out."""
@@ -455,6 +482,7 @@ def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
     trusted = Assessment.objects.exclude(outcome=None).filter(outcome_source__in=TRUSTED_OUTCOME_SOURCES)
     for features, outcome in trusted.order_by("pk").values_list("features", "outcome"):
         rows.append([math.nan if features.get(f.key) is None else float(features[f.key]) for f in FEATURES])
+        assert outcome is not None  # excluded by the query
         outcomes.append(int(outcome))
     X = numpy.array(rows, dtype=float).reshape(-1, len(FEATURES))
     return X, numpy.array(outcomes, dtype=int)
@@ -470,7 +498,9 @@ def model_train(
     force: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[ModelVersion, Any]:
-    """Train, store and register a new version (and activate it unless told not to).
+    """Train, store and register a new version, and activate it unless told not to or the
+    promotion gate (``activation_gate``, GATE_RULE) refuses it; ``force`` activates anyway and is
+    recorded in the version's metadata under ``activation_gate.forced``.
 
     ``quick`` cross-validates only the candidate that is served (``training.quick_pool``) with one 5-fold
     round, a few seconds, for a first start (README: "Model registry"); otherwise every candidate is
@@ -478,6 +508,7 @@ def model_train(
     dataset: Dataset = load_dataset()
     base = dataset
     check_writable()  # before minutes of cross-validation, not after
+    extra_X, extra_y = numpy.zeros((0, len(FEATURES))), numpy.zeros(0, dtype=int)
     if from_db:
         extra_X, extra_y = outcome_dataset()
         dataset = with_extra_rows(dataset, extra_X, extra_y)
@@ -508,14 +539,21 @@ def model_train(
         },
         "fast_path_check": {"rows": [[float(v) for v in row] for row in quantiles]},
     }
-    gate = None
     if from_db:
-        gate = activation_gate(candidate=model, base=base, extra_X=extra_X, extra_y=extra_y, seed=seed)
-        metadata["activation_gate"] = {
-            **gate.as_dict(),
-            "sources": outcome_counts(),
-            "forced": bool(force and activate and not gate.passed),
-        }
+        metadata["data"] = {**metadata["data"], "sources": outcome_counts()}
+    gate = None
+    if activate:
+        # README: "Promotion gate": compared with the active version on the training's own folds.
+        gate = activation_gate(
+            candidate=model,
+            recipe=outcome.chosen.candidate.build(seed),
+            base=base,
+            extra_X=extra_X,
+            extra_y=extra_y,
+            repeats=1 if quick else repeats,
+            seed=seed,
+        )
+        metadata["activation_gate"] = {**gate.as_dict(), "forced": bool(force and not gate.passed)}
     content, digest = serialise(model)
     version = version_name(created, digest)
     record = store_version(
@@ -533,28 +571,33 @@ def model_train(
         },
         content=content,
     )
-    if activate and (gate is None or gate.passed or force):
+    if gate is not None and (gate.passed or force):
         record = model_activate(version=version)
     return record, outcome
 
 
-# README: "Retraining from recorded outcomes". A version trained with `--from-db` is activated on
-# its own only when both checks pass; `--force` overrides and is recorded in the version's metadata.
+# README: "Promotion gate". `train` activates a new version on its own only when it passes both
+# checks; otherwise it is stored inactive with the reasons, and `--force` overrides (recorded).
+GATE_MAX_LOG_LOSS_RISE = 0.01  # mean held-out log loss (nats) may rise by at most this: ~2 % of ~0.47
+GATE_MAX_AUC_DROP = 0.01  # mean held-out ROC AUC may fall by at most this
+GATE_REPEATS = 2  # at most this many repeats of the training folds are refitted (2 x 5 = 10 pairs)
 GATE_MAX_SHIFT = 0.20  # a reference person's risk moving by more than 20 points counts as "moved"
 GATE_MAX_MOVED_SHARE = 0.05  # more than 5 % of the reference people moved: a sharp disagreement
-GATE_MAX_AUC_DROP = 0.01  # the database rows may not cost more ROC AUC than this on the CSV's folds
 GATE_RULE = (
-    "A model trained with database outcomes is activated on its own only if (1) on the original CSV "
-    f"(the reference people) at most {GATE_MAX_MOVED_SHARE:.0%} of the risks move by more than "
-    f"{GATE_MAX_SHIFT:.0%} points from the active model's, and (2) adding the database rows lowers "
-    f"the ROC AUC on the CSV's own held-out folds (5-fold, stratified) by at most {GATE_MAX_AUC_DROP}. "
-    "Otherwise the version is stored but not activated; `train --from-db --force` overrides."
+    "A new version is activated on its own only if (1) it is not worse than the active version on the "
+    "same cross-validation folds of the original CSV: the active version's pipeline and the new one are "
+    "each fitted on the same training folds (the new one with its database rows added, if any) and "
+    "scored on the same held-out CSV rows; over these paired folds the new one's mean log loss may be at "
+    f"most {GATE_MAX_LOG_LOSS_RISE} higher and its mean ROC AUC at most {GATE_MAX_AUC_DROP} lower; and "
+    f"(2) on the CSV's people (the reference people) at most {GATE_MAX_MOVED_SHARE:.0%} of the risks move "
+    f"by more than {GATE_MAX_SHIFT:.0%} points from the active version's. Otherwise the version is stored "
+    "but not activated; `train --force` overrides and is recorded."
 )
 
 
 @dataclass(frozen=True, slots=True)
 class ActivationGate:
-    """Whether a version trained with database outcomes may be activated without a person."""
+    """Whether a new version may be activated without a person (GATE_RULE)."""
 
     passed: bool
     reasons: list[str]
@@ -564,55 +607,122 @@ class ActivationGate:
         return {"passed": self.passed, "reasons": self.reasons, "measures": self.measures, "rule": GATE_RULE}
 
 
-def activation_gate(
-    *, candidate: Any, base: Dataset, extra_X: numpy.ndarray, extra_y: numpy.ndarray, seed: int = 42
-) -> ActivationGate:
-    """Check a candidate pipeline trained on ``base`` plus database rows against GATE_RULE:
-    agreement with the active model on the reference people (the CSV's rows), and the ROC AUC on
-    the CSV's own held-out folds with and without the database rows."""
+def _paired_folds(
+    *,
+    new_recipe: Any,
+    old_recipe: Any,
+    base: Dataset,
+    extra_X: numpy.ndarray,
+    extra_y: numpy.ndarray,
+    splits: int,
+    repeats: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Fit both recipes on the same training folds of ``base`` (the new one with the extra rows
+    added) and score both on the same held-out rows: per-fold log loss and ROC AUC, new − old."""
     from sklearn.base import clone
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import RepeatedStratifiedKFold
 
+    from .evaluation import log_loss, roc_auc
+
+    folds = RepeatedStratifiedKFold(n_splits=splits, n_repeats=repeats, random_state=seed).split(base.X, base.y)
+    scores: dict[str, list[float]] = {"log_loss_new": [], "log_loss_old": [], "auc_new": [], "auc_old": []}
+    for train_rows, test_rows in folds:
+        X_train, y_train = base.X[train_rows], base.y[train_rows]
+        X_test, y_test = base.X[test_rows], base.y[test_rows]
+        old = clone(old_recipe).fit(X_train, y_train)
+        if len(extra_y):
+            new = clone(new_recipe).fit(numpy.vstack([X_train, extra_X]), numpy.concatenate([y_train, extra_y]))
+        else:
+            new = clone(new_recipe).fit(X_train, y_train)
+        p_old, p_new = old.predict_proba(X_test)[:, 1], new.predict_proba(X_test)[:, 1]
+        scores["log_loss_new"].append(log_loss(y_test, p_new))
+        scores["log_loss_old"].append(log_loss(y_test, p_old))
+        scores["auc_new"].append(roc_auc(y_test, p_new))
+        scores["auc_old"].append(roc_auc(y_test, p_old))
+    s = {k: numpy.array(v) for k, v in scores.items()}
+    d_loss, d_auc = s["log_loss_new"] - s["log_loss_old"], s["auc_new"] - s["auc_old"]
+    return {
+        "folds": len(d_loss),
+        "fold_plan": f"{repeats} x {splits}-fold repeated stratified, seed {seed}, on the {len(base.y)} CSV rows",
+        "log_loss_new": round(float(s["log_loss_new"].mean()), 4),
+        "log_loss_active": round(float(s["log_loss_old"].mean()), 4),
+        "log_loss_difference": round(float(d_loss.mean()), 4),
+        "log_loss_worse_folds": int((d_loss > 0).sum()),
+        "roc_auc_new": round(float(s["auc_new"].mean()), 4),
+        "roc_auc_active": round(float(s["auc_old"].mean()), 4),
+        "roc_auc_difference": round(float(d_auc.mean()), 4),
+        "roc_auc_worse_folds": int((d_auc < 0).sum()),
+    }
+
+
+def activation_gate(
+    *,
+    candidate: Any,
+    recipe: Any,
+    base: Dataset,
+    extra_X: numpy.ndarray,
+    extra_y: numpy.ndarray,
+    splits: int = 5,
+    repeats: int = 1,
+    seed: int = 42,
+) -> ActivationGate:
+    """Check a new version against the active one (GATE_RULE).
+
+    ``candidate`` is the new fitted pipeline (what would serve), ``recipe`` the unfitted pipeline it
+    came from; ``base`` the original CSV and ``extra_X``/``extra_y`` the database rows it was also
+    trained on. The paired folds are the first ``min(repeats, GATE_REPEATS)`` repeats of the
+    training's own folds (``splits``, ``seed``). With no active version, or one that does not load,
+    there is nothing to compare with and the gate passes, saying so."""
     reasons: list[str] = []
     measures: dict[str, Any] = {"reference_rows": len(base.y), "database_rows": len(extra_y)}
     active = ModelVersion.objects.filter(is_active=True).first()
+    measures["active_version"] = None if active is None else active.version
     if active is None:
-        measures["active_version"] = None
-    else:
-        measures["active_version"] = active.version
-        try:
-            served = load_version(active)
-        except ArtifactError as exc:
-            measures["agreement"] = f"not compared: the active version does not load ({exc})"
-        else:
-            new = candidate.predict_proba(base.X)[:, 1]
-            old = served.model.pipeline.predict_proba(base.X)[:, 1]
-            shift = numpy.abs(new - old)
-            moved = float(numpy.mean(shift > GATE_MAX_SHIFT))
-            measures.update(max_shift=round(float(shift.max()), 4), moved_share=round(moved, 4))
-            if moved > GATE_MAX_MOVED_SHARE:
-                reasons.append(
-                    f"it disagrees sharply with the active model {active.version}: {moved:.1%} of the "
-                    f"{len(base.y)} reference people move by more than {GATE_MAX_SHIFT:.0%} points "
-                    f"(largest move {float(shift.max()):.0%}; at most {GATE_MAX_MOVED_SHARE:.0%} may)"
-                )
-    if len(extra_y):
-        plain, mixed = [], []
-        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-        for train_rows, test_rows in folds.split(base.X, base.y):
-            X_train, y_train, X_test = base.X[train_rows], base.y[train_rows], base.X[test_rows]
-            alone = clone(candidate).fit(X_train, y_train)
-            joined = clone(candidate).fit(numpy.vstack([X_train, extra_X]), numpy.concatenate([y_train, extra_y]))
-            plain.append(roc_auc_score(base.y[test_rows], alone.predict_proba(X_test)[:, 1]))
-            mixed.append(roc_auc_score(base.y[test_rows], joined.predict_proba(X_test)[:, 1]))
-        auc_plain, auc_mixed = float(numpy.mean(plain)), float(numpy.mean(mixed))
-        measures.update(csv_folds_auc_without=round(auc_plain, 4), csv_folds_auc_with=round(auc_mixed, 4))
-        if auc_plain - auc_mixed > GATE_MAX_AUC_DROP:
-            reasons.append(
-                f"it scores worse on the original data's folds: ROC AUC {auc_mixed:.3f} with the database "
-                f"rows against {auc_plain:.3f} without (at most {GATE_MAX_AUC_DROP} lower is allowed)"
-            )
+        measures["compared"] = "no active version: nothing to compare with"
+        return ActivationGate(passed=True, reasons=reasons, measures=measures)
+    try:
+        served = load_version(active)
+    except ArtifactError as exc:
+        measures["compared"] = f"not compared: the active version does not load ({exc})"
+        return ActivationGate(passed=True, reasons=reasons, measures=measures)
+    old_pipeline = served.model.pipeline
+    paired = _paired_folds(
+        new_recipe=recipe,
+        old_recipe=old_pipeline,
+        base=base,
+        extra_X=extra_X,
+        extra_y=extra_y,
+        splits=splits,
+        repeats=max(1, min(repeats, GATE_REPEATS)),
+        seed=seed,
+    )
+    measures.update(paired)
+    if paired["log_loss_difference"] > GATE_MAX_LOG_LOSS_RISE:
+        reasons.append(
+            f"it is worse than the active version {active.version} on the same {paired['folds']} held-out folds: "
+            f"mean log loss {paired['log_loss_new']:.4f} against {paired['log_loss_active']:.4f} "
+            f"(+{paired['log_loss_difference']:.4f}, worse in {paired['log_loss_worse_folds']} of "
+            f"{paired['folds']} folds; at most +{GATE_MAX_LOG_LOSS_RISE} is allowed)"
+        )
+    if paired["roc_auc_difference"] < -GATE_MAX_AUC_DROP:
+        reasons.append(
+            f"it ranks people worse than the active version {active.version} on the same {paired['folds']} "
+            f"held-out folds: mean ROC AUC {paired['roc_auc_new']:.4f} against {paired['roc_auc_active']:.4f} "
+            f"({paired['roc_auc_difference']:+.4f}, lower in {paired['roc_auc_worse_folds']} of "
+            f"{paired['folds']} folds; at most {GATE_MAX_AUC_DROP} lower is allowed)"
+        )
+    new = candidate.predict_proba(base.X)[:, 1]
+    old = old_pipeline.predict_proba(base.X)[:, 1]
+    shift = numpy.abs(new - old)
+    moved = float(numpy.mean(shift > GATE_MAX_SHIFT))
+    measures.update(max_shift=round(float(shift.max()), 4), moved_share=round(moved, 4))
+    if moved > GATE_MAX_MOVED_SHARE:
+        reasons.append(
+            f"it disagrees sharply with the active version {active.version}: {moved:.1%} of the "
+            f"{len(base.y)} reference people move by more than {GATE_MAX_SHIFT:.0%} points "
+            f"(largest move {float(shift.max()):.0%}; at most {GATE_MAX_MOVED_SHARE:.0%} may)"
+        )
     return ActivationGate(passed=not reasons, reasons=reasons, measures=measures)
 
 

@@ -7,6 +7,7 @@ README: "Errors". The APIs answer in their own JSON shape even when a bug escape
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -41,7 +42,7 @@ class CredentialFilter(SafeExceptionReporterFilter):
 
     hidden_settings = re.compile(r"API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|DATABASE_URL", flags=re.I)
 
-    def cleanse_setting(self, key, value):
+    def cleanse_setting(self, key: int | str, value: Any) -> Any:
         cleansed = super().cleanse_setting(key, value)
         if type(cleansed) is str:  # plain strings only: lazy objects posing as str are left alone
             return _URL_PASSWORD.sub(lambda m: m["head"] + self.cleansed_substitute + m["tail"], cleansed)

@@ -22,13 +22,22 @@ import json
 import logging
 import resource
 import time
+from typing import TYPE_CHECKING
 
 from daphne.http_protocol import WebRequest
 from django.conf import settings
-from twisted.logger import globalLogPublisher
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.web import http
+from zope.interface import implementer
 
 from project.errors import api_error_body
+
+if TYPE_CHECKING:
+    # Imported for its name only: importing daphne.server installs twisted's asyncio reactor.
+    from daphne.server import Server
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +73,10 @@ class _Discard:
     def write(self, data: bytes) -> None:
         pass
 
-    def seek(self, *args) -> int:
+    def seek(self, *args: object) -> int:
         return 0
 
-    def read(self, *args) -> bytes:
+    def read(self, *args: object) -> bytes:
         return b""
 
     def close(self) -> None:
@@ -79,15 +88,16 @@ class LimitedWebRequest(WebRequest):
 
     refused = False
     received = 0
+    content: io.BytesIO | _Discard
 
-    def gotLength(self, length):
+    def gotLength(self, length: int | None) -> None:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and length is not None and length > limit:
             self._refuse_too_large(limit)
             return
         self.content = io.BytesIO()  # at most `limit` bytes: no temporary file
 
-    def handleContentChunk(self, data):
+    def handleContentChunk(self, data: bytes) -> None:
         if self.refused:
             return
         self.received += len(data)
@@ -98,7 +108,7 @@ class LimitedWebRequest(WebRequest):
             return
         self.content.write(data)
 
-    def requestReceived(self, command, path, version):
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.refused:
             return  # already answered; the connection is closing
         # Twisted would parse a form or multipart body into request.args (and answer a malformed
@@ -117,38 +127,38 @@ class LimitedWebRequest(WebRequest):
 class LimitedHTTPChannel(http.HTTPChannel):
     """Twisted's HTTP channel with a deadline for each request to arrive in full."""
 
-    _deadline = None
-    _closing = None
+    _deadline: IDelayedCall | None = None
+    _closing: IDelayedCall | None = None
     answered = False
 
     # Daphne's factory sets requestFactory to its WebRequest; requests here are always limited.
     @property
-    def requestFactory(self):
+    def requestFactory(self) -> type[LimitedWebRequest]:
         return LimitedWebRequest
 
     @requestFactory.setter
-    def requestFactory(self, value):
+    def requestFactory(self, value: object) -> None:
         pass
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         super().connectionMade()
         self._arm()
 
-    def allContentReceived(self):
+    def allContentReceived(self) -> None:
         self._disarm()
         super().allContentReceived()
 
-    def requestDone(self, request):
+    def requestDone(self, request: http.Request) -> None:
         super().requestDone(request)
         if self.persistent and not self.answered:
             self._arm()
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if self.answered:
             return  # refused: drop what else arrives until the connection closes
         super().dataReceived(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
         if self._closing is not None and self._closing.active():
             self._closing.cancel()
@@ -198,6 +208,7 @@ def raise_fd_limit() -> tuple[int, int]:
     return soft, hard
 
 
+@implementer(ILogObserver)
 class _AcceptFailureLog:
     """Forwards twisted's "could not accept" events to this module's logger, at most every
     ACCEPT_FAILURE_LOG_INTERVAL seconds."""
@@ -206,7 +217,7 @@ class _AcceptFailureLog:
         self.last = 0.0
         self.missed = 0
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: LogEvent) -> None:
         text = event.get("log_format") or ""
         if not (text.startswith("EMFILE") or text.startswith("Could not accept")):
             return
@@ -224,7 +235,7 @@ class _AcceptFailureLog:
         self.last, self.missed = now, 0
 
 
-def install(server) -> None:
+def install(server: Server) -> None:
     """Apply the limits to a daphne ``Server`` whose HTTP factory exists (after ``run`` started)."""
     factory = server.http_factory
     if factory.protocol is _limited_channel:

@@ -16,6 +16,8 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from .asgi_types import ASGIApp, Receive, Scope, Send
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
 Origin = tuple[str, str, int]
 
@@ -49,15 +51,15 @@ def _matches(origin: Origin, pattern: str) -> bool:
 class OriginCheckMiddleware:
     """ASGI middleware for the WebSocket stack: deny (HTTP 403) a handshake from a foreign origin."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and not self.allowed(scope):
             return await WebsocketDenier()(scope, receive, send)
         return await self.app(scope, receive, send)
 
-    def allowed(self, scope) -> bool:
+    def allowed(self, scope: Scope) -> bool:
         headers = dict(scope.get("headers", ()))
         origin_header = headers.get(b"origin")
         if origin_header is None:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
+from .asgi_types import ASGIApp, Receive, Scope, Send
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -44,21 +46,21 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 class TrustedProxyMiddleware:
     """ASGI middleware: the client address and scheme from a trusted proxy's headers, else the peer's."""
 
-    def __init__(self, app, trusted: Iterable[str] | None = None):
+    def __init__(self, app: ASGIApp, trusted: Iterable[str] | None = None) -> None:
         self.app = app
         self.trusted = parse_networks(settings.TRUSTED_PROXIES if trusted is None else trusted)
 
-    def is_trusted(self, address) -> bool:
+    def is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
         return address is not None and any(address in network for network in self.trusted)
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.trusted and scope["type"] in ("http", "websocket") and scope.get("client"):
             peer = _address(str(scope["client"][0]))
             if self.is_trusted(peer):
                 scope = self.forwarded(scope)
         return await self.app(scope, receive, send)
 
-    def forwarded(self, scope: dict) -> dict:
+    def forwarded(self, scope: Scope) -> Scope:
         forwarded_for: list[str] = []
         proto = None
         for name, value in scope.get("headers", ()):

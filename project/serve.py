@@ -33,12 +33,16 @@ relies on must exist, or the server refuses to start with a message naming the i
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import inspect
 import logging
 import math
 import socket
+from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from daphne.cli import CommandLineInterface
@@ -49,6 +53,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from project import http_limits
+from project.asgi_types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("project.serve")  # also when run as __main__
 
@@ -76,7 +81,7 @@ SEND_BUFFER_FULL = b"Send buffer full: the client does not read"
 RECEIVED_EXTENSION = "project.serve.received"
 
 
-def _parameters(function) -> set[str]:
+def _parameters(function: Callable[..., object]) -> set[str]:
     return set(inspect.signature(function).parameters)
 
 
@@ -102,7 +107,7 @@ RELIED_ON_PARAMETERS = {
 }
 
 
-def check_dependencies(parser=None) -> None:
+def check_dependencies(parser: argparse.ArgumentParser | None = None) -> None:
     """Refuse to start, naming the installed versions, when something relied on is missing."""
     missing = [
         f"{label}.{name}" for label, (owner, names) in RELIED_ON.items() for name in names if not hasattr(owner, name)
@@ -143,16 +148,16 @@ class _SendBufferWatch:
 
 
 class ServingWebSocketProtocol(WebSocketProtocol):
-    _queue = None  # the application's input queue
+    _queue: asyncio.Queue | None = None  # the application's input queue
     _reading_paused = False
     _send_refused = False
     send_backlog: int | None = None  # bytes sent since the transport's buffer went over bufferSize
 
-    def applicationCreateWorked(self, application_queue):
+    def applicationCreateWorked(self, application_queue: asyncio.Queue) -> None:
         self._queue = application_queue
         return super().applicationCreateWorked(application_queue)
 
-    def onOpen(self):
+    def onOpen(self) -> None:
         self.transport.bufferSize = READ_CHUNK
         with contextlib.suppress(AttributeError, OSError):  # not a socket (tests), or refused
             self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
@@ -162,7 +167,7 @@ class ServingWebSocketProtocol(WebSocketProtocol):
         self.registerProducer(_SendBufferWatch(self), True)
         super().onOpen()
 
-    def onMessage(self, payload, isBinary):
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         super().onMessage(payload, isBinary)
         if not self._reading_paused and self._queue is not None and self._queue.qsize() >= READ_HIGH_WATER:
             self._reading_paused = True
@@ -170,11 +175,16 @@ class ServingWebSocketProtocol(WebSocketProtocol):
 
     def application_received(self) -> None:
         """The application took a message from its queue: read again once it has caught up."""
-        if self._reading_paused and self._queue.qsize() <= READ_LOW_WATER and self.state != self.STATE_CLOSED:
+        if (
+            self._reading_paused
+            and self._queue is not None
+            and self._queue.qsize() <= READ_LOW_WATER
+            and self.state != self.STATE_CLOSED
+        ):
             self._reading_paused = False
             self.transport.resumeProducing()
 
-    def sendData(self, data, sync=False, chopsize=None):
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # Every frame is written here: the application's messages, but also the pongs autobahn
         # answers pings with, so a client that pings and never reads is bounded too.
         if self._send_refused:
@@ -192,22 +202,22 @@ class ServingWebSocketProtocol(WebSocketProtocol):
         self.sendCloseFrame(code=1008, reasonUtf8=SEND_BUFFER_FULL)
         self._send_refused = True  # nothing more is buffered for this socket
 
-    def serverClose(self, code=None):
+    def serverClose(self, code: int | None = None) -> None:
         if code in SERVER_CLOSE_CODES:
             self.sendCloseFrame(code=code)
         else:
             super().serverClose(code)
 
 
-def _reporting_receive(application):
+def _reporting_receive(application: ASGIApp) -> ASGIApp:
     """Wrap the ASGI application so that its ``receive`` tells the protocol each message it takes."""
 
-    async def app(scope, receive, send):
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         taken = (scope.get("extensions") or {}).get(RECEIVED_EXTENSION)
         if taken is None:
             return await application(scope, receive, send)
 
-        async def reporting_receive():
+        async def reporting_receive() -> Message:
             message = await receive()
             taken()
             return message
@@ -218,7 +228,15 @@ def _reporting_receive(application):
 
 
 class ServingServer(Server):
-    def __init__(self, application, *, ping_interval=20, ping_timeout=30, ready_callable=None, **kwargs):
+    def __init__(
+        self,
+        application: ASGIApp,
+        *,
+        ping_interval: float = 20,
+        ping_timeout: float = 30,
+        ready_callable: Callable[[], object] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.websocket_ping_interval = ping_interval
         self._then_ready = ready_callable
         # Daphne's own ping (after ping_interval without incoming frames) is off: autobahn pings.
@@ -246,7 +264,7 @@ class ServingServer(Server):
         if self._then_ready is not None:
             self._then_ready()
 
-    def create_application(self, protocol, scope):
+    def create_application(self, protocol: WebSocketProtocol, scope: Scope) -> asyncio.Queue | None:
         if isinstance(protocol, ServingWebSocketProtocol):
             extensions = {**(scope.get("extensions") or {}), RECEIVED_EXTENSION: protocol.application_received}
             scope = {**scope, "extensions": extensions}
@@ -256,12 +274,12 @@ class ServingServer(Server):
 class ServingCommandLineInterface(CommandLineInterface):
     server_class = ServingServer
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         check_dependencies(self.parser)
         self.parser.set_defaults(**PRODUCTION_OPTIONS)
 
-    def run(self, args):
+    def run(self, args: list[str]) -> None:
         # Production without collected static files would answer every page with 500: refuse.
         from .checks import static_files_problem
 

@@ -183,6 +183,11 @@ MODEL_DIR = Path(env.str("MODEL_DIR", default=str(BASE_DIR / "models")))
 MODEL_WATCH_INTERVAL = env.float("MODEL_WATCH_INTERVAL", default=0.5)
 # Assessments hold health data: purge_assessments deletes those older than this.
 ASSESSMENT_RETENTION_DAYS = env.int("ASSESSMENT_RETENTION_DAYS", default=365)
+# Monitoring (README: "Monitoring"): each process writes its prediction counts this often (seconds;
+# 0 keeps them in memory until flushed by hand, as the in-process tests do), and /monitor/ and the
+# drift gauges of /metrics recompute their figures at most this often.
+PREDICTION_COUNT_FLUSH_SECONDS = env.float("PREDICTION_COUNT_FLUSH_SECONDS", default=5.0)
+MONITOR_CACHE_SECONDS = env.float("MONITOR_CACHE_SECONDS", default=60.0)
 
 # Access (README: "Access and roles"). Predictions are open unless this asks for a key with the
 # "predict" scope; outcomes always need a key with the "outcomes" scope or a staff session.

@@ -21,9 +21,16 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from redis.exceptions import RedisError
+
+from .asgi_types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
 
 logger = logging.getLogger(__name__)
 
@@ -162,13 +169,15 @@ class _MemoryCounts:
 
 
 _memory = _MemoryCounts()
-_sync_client = None
-_sync_url = None
-_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_sync_client: redis.Redis | None = None
+_sync_url: str | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, redis.asyncio.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
 _last_outage_log = 0.0
 
 
-def _sync_redis():
+def _sync_redis() -> redis.Redis | None:
     global _sync_client, _sync_url
     url = settings.REDIS_URL
     if not url:
@@ -181,7 +190,7 @@ def _sync_redis():
     return _sync_client
 
 
-def _async_redis():
+def _async_redis() -> redis.asyncio.Redis | None:
     """An asyncio Redis client for the running event loop (clients cannot cross loops)."""
     url = settings.REDIS_URL
     if not url:
@@ -212,7 +221,12 @@ def reset() -> None:
 
 # The limits (README: "Throttles"): the rate is read from settings on every hit.
 # REST rows keep DRF's setting (REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["anon"]).
-rest_rows = Throttle("rest", lambda: settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get("anon"))
+def _rest_rate() -> str | None:
+    rates = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES")
+    return rates.get("anon") if isinstance(rates, dict) else None
+
+
+rest_rows = Throttle("rest", _rest_rate)
 v2_rows = Throttle("v2", lambda: settings.THROTTLE_V2_ROWS)
 form_posts = Throttle("form", lambda: settings.THROTTLE_FORM_POSTS)
 websocket_connects = Throttle("ws", lambda: settings.THROTTLE_WEBSOCKET_CONNECTS)
@@ -222,10 +236,10 @@ class WebSocketConnectThrottle:
     """ASGI middleware for the WebSocket stack: handshakes per client address
     (``WEBSOCKET_THROTTLE_CONNECT``); one over the limit is denied (HTTP 403) before any consumer runs."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             client = scope.get("client") or ("", 0)
             decision = await websocket_connects.ahit(str(client[0]))

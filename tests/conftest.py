@@ -25,6 +25,14 @@ _TRAINED: dict = {}
 _TRAINED_ARTIFACT: dict = {}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _monitoring_by_hand():
+    """In-process tests write prediction counts with ``tally.flush()`` and compute the monitoring
+    figures afresh (README: "Monitoring"); daphne processes started by tests keep the defaults."""
+    settings.PREDICTION_COUNT_FLUSH_SECONDS = 0
+    settings.MONITOR_CACHE_SECONDS = 0
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("models")

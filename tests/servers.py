@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from tests.samples import PERSON, TIMEOUT
 
@@ -151,12 +152,20 @@ class DaphneServer:
     preexec_fn: Callable[[], None] | None = None  # run in the child before daphne (resource limits)
 
     @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def http(self) -> Origin:
+        """The server's origin (what its own pages send in a WebSocket handshake) and URL base."""
+        return Origin(f"http://127.0.0.1:{self.port}")
 
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def process(self) -> subprocess.Popen:
+        """The server's process; only once ``start`` ran."""
+        if self.proc is None:
+            raise RuntimeError(f"the daphne server on port {self.port} was not started")
+        return self.proc
 
     def start(self) -> DaphneServer:
         self.log_path = self.env.base / f"daphne-{self.port}.log"

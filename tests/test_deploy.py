@@ -74,7 +74,9 @@ def test_only_the_proxy_is_published_and_on_loopback(compose):
 
 def variable_default(value: str) -> str:
     """The default of a `${NAME:-default}` compose variable."""
-    return re.fullmatch(r"\$\{\w+:-(.+)\}", value).group(1)
+    match = re.fullmatch(r"\$\{\w+:-(.+)\}", value)
+    assert match is not None, f"{value!r} is not ${{NAME:-default}}"
+    return match.group(1)
 
 
 def test_base_images_are_variables_defaulting_to_the_official_images(compose):

@@ -251,6 +251,42 @@ def test_model_describes_schema_ranges_metrics_and_versions(client, served_model
     assert all(set(a) == {"version", "activated_at"} for a in body["activations"])
 
 
+def test_model_reports_pooled_calibration_beside_its_noise_floor(client, served_model):
+    body = client.get("/api/v1/model").json()
+    c = body["calibration"]
+    assert c == served_model.metadata["calibration"]
+    assert c["rows"] == 768 and "10 equal-width bins" in c["binning"]
+    assert 0 < c["ece_floor"]["mean"] < c["ece_floor"]["p95"] and c["ece_range"][0] <= c["ece"] <= c["ece_range"][1]
+    assert c["slope"]["low"] < c["slope"]["estimate"] < c["slope"]["high"]
+    b = c["brier"]
+    terms = b["reliability"] - b["resolution"] + b["uncertainty"] + b["within_bin"]
+    assert terms == pytest.approx(b["brier"], abs=3e-4)
+    assert body["metrics"]["ece_pooled"] == c["ece"] and body["metrics"]["ece_floor"] == c["ece_floor"]["mean"]
+    assert "ece" not in body["metrics"]  # the per-fold mean is gone: it measured the fold size
+
+
+def test_model_of_a_version_stored_before_pooled_calibration(client, served_model):
+    from ml_engine.models import ModelVersion
+    from ml_engine.registry import active_model
+
+    record = ModelVersion.objects.get(version=served_model.version)
+    old_metrics = {"roc_auc": 0.85, "brier": 0.15, "ece": 0.073, "ece_std": 0.017}
+    record.metadata = {k: v for k, v in record.metadata.items() if k != "calibration"} | {"metrics": old_metrics}
+    record.metrics = old_metrics
+    record.save(update_fields=["metadata", "metrics"])
+    active_model.reset()
+    try:
+        response = client.get("/api/v1/model")
+        body = response.json()
+        assert response.status_code == 200 and body["calibration"] is None
+        # The per-fold ECE such a version carries is not shown: it measured the fold size.
+        assert body["metrics"] == {"roc_auc": 0.85, "brier": 0.15}
+        (listed,) = [v for v in body["versions"] if v["version"] == served_model.version]
+        assert listed["metrics"] == {"roc_auc": 0.85, "brier": 0.15}
+    finally:
+        active_model.reset()
+
+
 # --- POST /api/v1/assessments/<id>/outcome ------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import time
 import pytest
 import requests
 import websockets
+from websockets.typing import Origin
 
 from tests.compose.conftest import log, run
 from tests.samples import PERSON, PERSON_ROW
@@ -34,7 +35,7 @@ def upstream(response) -> str:
 
 async def open_socket(stack, path: str):
     ws = await websockets.connect(
-        stack.ws_base + path, origin=f"http://127.0.0.1:{stack.port}", open_timeout=20, max_size=2**20
+        stack.ws_base + path, origin=Origin(f"http://127.0.0.1:{stack.port}"), open_timeout=20, max_size=2**20
     )
     return ws, stack.replica(upstream(ws.response))
 

@@ -226,7 +226,7 @@ async def burst(ws: WebsocketCommunicator, count: int) -> tuple[list[dict], dict
             value = round(value)
         state[feature.key] = value
         await ws.send_json_to({"type": "update", "seq": seq, "features": {feature.key: value}})
-    replies = []
+    replies: list[dict] = []
     while not replies or replies[-1]["seq"] != count - 1:
         replies.append(await ws.receive_json_from(timeout=TIMEOUT))
     assert await ws.receive_nothing(timeout=0.2)
@@ -415,7 +415,9 @@ async def test_the_handshake_is_accepted_from_the_site_itself(served_model, asgi
 
 
 def open_live_sockets() -> float:
-    return REGISTRY.get_sample_value("diabetes_open_websockets", {"kind": "live"})
+    value = REGISTRY.get_sample_value("diabetes_open_websockets", {"kind": "live"})
+    assert value is not None, "the open-sockets gauge is not registered"
+    return value
 
 
 async def test_an_update_with_hundreds_of_unknown_keys_gets_a_small_error(served_model, open_socket):

@@ -173,6 +173,42 @@ def test_model_card_shows_metrics_plots_and_limitations(client, served_model):
         assert cutoff.code in html and cutoff.source.split(",")[0] in html
 
 
+def test_model_card_shows_pooled_calibration_and_its_noise_floor(client, served_model):
+    c = served_model.metadata["calibration"]
+    html = client.get("/model/").content.decode()
+    assert 'aria-label="calibration figures"' in html
+    for text in ("ECE, pooled", "noise floor", "calibration slope", "calibration intercept", "reliability"):
+        assert text in html
+    assert str(c["ece"]) in html and str(c["ece_floor"]["mean"]) in html and str(c["slope"]["low"]) in html
+    assert "± " + str(served_model.metadata["candidates"]["logistic_spline"]["roc_auc_std"]) in html
+    assert "ece_std" not in html and "Not computed for this version" not in html
+
+
+def test_model_card_of_a_version_stored_before_pooled_calibration(client, served_model):
+    """Older versions lack the pooled figures (and carry per-fold ECE): the page says so, never crashes."""
+    from ml_engine.models import ModelVersion
+    from ml_engine.registry import active_model
+
+    record = ModelVersion.objects.get(version=served_model.version)
+    meta = {k: v for k, v in record.metadata.items() if k != "calibration"}
+    meta["candidates"] = {
+        name: {k: v for k, v in m.items() if not k.startswith("ece")} | {"ece": 0.0731, "ece_std": 0.0173}
+        for name, m in meta["candidates"].items()
+    }
+    record.metadata = meta
+    record.metrics = {"roc_auc": 0.849, "brier": 0.1509, "ece": 0.0731}
+    record.save(update_fields=["metadata", "metrics"])
+    active_model.reset()
+    try:
+        response = client.get("/model/")
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert "Not computed for this version" in html and "0.0731" not in html
+        assert 'aria-label="calibration figures"' not in html
+    finally:
+        active_model.reset()
+
+
 def test_examples_are_typical_people_not_rows_of_the_data(client, served_model):
     import csv
     import json

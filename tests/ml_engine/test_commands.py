@@ -17,11 +17,37 @@ def test_train_compares_every_candidate_with_a_progress_bar(served_model):
     text = out.getvalue()
     assert "Cross-validating 4 candidates" in text
     assert "20/20" in text and "fit" in text  # tqdm's bar: 4 candidates x 5 folds
-    for name in ("logistic_spline", "logistic", "random_forest", "gradient_boosting", "roc_auc", "brier", "ece"):
+    for name in ("logistic_spline", "logistic", "random_forest", "gradient_boosting", "roc_auc", "brier"):
         assert name in text
+    # Calibration on pooled out-of-fold risks beside its noise floor; no per-fold ECE.
+    assert "ECE pooled (floor)" in text and "a perfectly calibrated model with these risks shows" in text
+    assert "calibration slope" in text and "reliability" in text and "resolution" in text
     assert "stored, not active" in text
     # --no-activate left the served version alone
     assert ModelVersion.objects.get(is_active=True).version == served_model.version
+
+
+def test_models_lists_pooled_ece_and_its_floor_and_a_dash_for_older_versions(served_model):
+    metrics = served_model.metadata["metrics"]
+    ModelVersion.objects.create(
+        version="20200101-000000-old000",
+        created_at=served_model.metadata["created"],
+        algorithm="logistic_spline",
+        artifact="-",
+        artifact_sha256="-",
+        data_sha256="-",
+        sklearn_version="-",
+        numpy_version="-",
+        metrics={"roc_auc": 0.849, "brier": 0.1509, "ece": 0.0731},
+    )
+    out = io.StringIO()
+    call_command("models", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "ece (floor)" in lines[0]
+    (current,) = [line for line in lines if line.startswith(served_model.version)]
+    assert f"{metrics['ece_pooled']:.4f} ({metrics['ece_floor']:.4f})" in current
+    (old,) = [line for line in lines if line.startswith("20200101-000000-old000")]
+    assert " - " in old and "0.0731" not in old
 
 
 KEY = services.Recorder(source="api_key", name="key:test (abc)")

@@ -1,12 +1,15 @@
-"""Retraining from recorded outcomes cannot be steered by bad rows (README: "Retraining from
-recorded outcomes"): only key- and staff-recorded outcomes are used, and a poisoned retrain is
-stored but not activated, with the reason printed; `--force` overrides and is recorded."""
+"""The promotion gate (README: "Promotion gate", "Retraining from recorded outcomes"): `train`
+activates a new version only when it is not worse than the active one on the same folds, so a
+worse candidate (a poisoned retrain, a worse algorithm) is stored but not activated with the
+reason printed, an equal one is activated, and `--force` overrides and is recorded. Only key- and
+staff-recorded outcomes are used for training."""
 
 import io
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from sklearn.base import clone
 
 from ml_engine import services
 from ml_engine.models import Assessment, ModelVersion
@@ -37,7 +40,7 @@ def poison(rows: int = 600) -> None:
 
 
 def newest() -> ModelVersion:
-    return ModelVersion.objects.order_by("-created_at").first()
+    return ModelVersion.objects.order_by("-created_at")[0]
 
 
 def test_a_poisoned_retrain_is_stored_but_not_activated(served_model):
@@ -48,13 +51,17 @@ def test_a_poisoned_retrain_is_stored_but_not_activated(served_model):
     stored = newest()
     assert stored.version != served_model.version and not stored.is_active
     assert ModelVersion.objects.get(is_active=True).version == served_model.version
-    assert "stored, not active" in text and "Not activated because the activation check refused it" in text
-    assert "refused: it disagrees sharply with the active model" in text
-    assert "refused: it scores worse on the original data's folds" in text
-    assert "Activation check: A model trained with database outcomes" in text  # the rule, stated
+    assert "stored, not active" in text and "Not activated because the promotion check refused it" in text
+    assert f"models compare {served_model.version} {stored.version}" in text  # what to look at next
+    assert "Promotion check: A new version is activated on its own only if" in text  # the rule, stated
+    assert f"against the active version {served_model.version}, on 5 paired folds" in text
+    assert "the new version's 600 database rows only ever train" in text
+    assert f"refused: it is worse than the active version {served_model.version} on the same 5 held-out folds" in text
+    assert "refused: it disagrees sharply with the active version" in text
     gate = stored.metadata["activation_gate"]
-    assert gate["passed"] is False and gate["forced"] is False and len(gate["reasons"]) == 2
-    assert gate["measures"]["moved_share"] > 0.05
+    assert gate["passed"] is False and gate["forced"] is False and len(gate["reasons"]) >= 2
+    m = gate["measures"]
+    assert m["log_loss_difference"] > 0.01 and m["log_loss_worse_folds"] == 5 and m["moved_share"] > 0.05
 
 
 def test_force_activates_and_is_recorded(served_model):
@@ -82,6 +89,50 @@ def test_an_honest_retrain_activates_and_reports_where_rows_came_from(served_mod
     stored = newest()
     assert stored.is_active and stored.metadata["activation_gate"]["passed"] is True
     assert stored.metadata["data"]["extra_rows"] == 2
+    assert stored.metadata["data"]["sources"] == {"api_key": 1, "staff": 1, "unverified": 1}
+
+
+def test_an_equal_candidate_is_activated_and_the_comparison_is_stated(served_model):
+    """Retraining the same recipe on the same data: the paired folds agree exactly."""
+    out = io.StringIO()
+    call_command("train", "--quick", stdout=out)
+    text = out.getvalue()
+    stored = newest()
+    assert stored.is_active and stored.version != served_model.version
+    m = stored.metadata["activation_gate"]["measures"]
+    assert m["active_version"] == served_model.version and m["folds"] == 5
+    assert m["log_loss_difference"] == 0 and m["roc_auc_difference"] == 0 and m["moved_share"] == 0
+    assert "new - active +0.0000 (worse in 0 of 5 folds)" in text
+    assert "passed: not worse than the active version." in text
+
+
+def test_a_worse_algorithm_is_refused_on_the_same_folds(served_model):
+    """A candidate recipe that is worse by construction (an almost fully penalised logistic
+    regression on unscaled values: risks near the base rate) fails the paired comparison."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    data = load_dataset()
+    recipe = Pipeline([("impute", SimpleImputer()), ("classify", LogisticRegression(C=1e-6))])
+    worse = clone(recipe).fit(data.X, data.y)
+    empty_X, empty_y = data.X[:0], data.y[:0]
+    gate = services.activation_gate(candidate=worse, recipe=recipe, base=data, extra_X=empty_X, extra_y=empty_y)
+    assert not gate.passed
+    assert gate.measures["log_loss_difference"] > 0.05
+    assert any(r.startswith(f"it is worse than the active version {served_model.version}") for r in gate.reasons)
+    # The same recipe as the active one passes with zero differences.
+    same = served_model.model.pipeline
+    gate = services.activation_gate(candidate=same, recipe=clone(same), base=data, extra_X=empty_X, extra_y=empty_y)
+    assert gate.passed and gate.measures["log_loss_difference"] == 0 and gate.reasons == []
+
+
+def test_with_no_active_version_there_is_nothing_to_compare(served_model):
+    ModelVersion.objects.update(is_active=False)
+    out = io.StringIO()
+    call_command("train", "--quick", stdout=out)
+    assert newest().is_active
+    assert "no active version: nothing to compare with; activated." in out.getvalue()
 
 
 @pytest.mark.django_db(transaction=True)

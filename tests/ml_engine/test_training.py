@@ -88,13 +88,6 @@ def test_pipeline_predicts_with_missing_values(outcome):
     assert 0 < p < 1
 
 
-def test_expected_calibration_error():
-    y = np.array([0, 0, 1, 1])
-    assert training.expected_calibration_error(y, np.array([0.0, 0.0, 1.0, 1.0])) == 0
-    assert training.expected_calibration_error(y, np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.0)
-    assert training.expected_calibration_error(y, np.array([1.0, 1.0, 0.0, 0.0])) == pytest.approx(1.0)
-
-
 def test_extra_rows_change_the_data_hash(dataset):
     extra = training.with_extra_rows(dataset, dataset.X[:3], dataset.y[:3])
     assert extra.X.shape == (771, 8) and extra.extra_rows == 3

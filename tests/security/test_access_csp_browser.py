@@ -3,7 +3,7 @@
 and Swagger UI still renders the API document from its separately served init script."""
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import ConsoleMessage, expect
 
 from tests.browser import TIMEOUT_MS
 from tests.servers import daphne_servers
@@ -14,7 +14,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def watch_csp(page) -> list[str]:
     """Console messages about the Content-Security-Policy (Chromium logs every violation)."""
     violations: list[str] = []
-    page.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
+
+    def console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    page.on("console", console)
     page.on("pageerror", lambda e: violations.append(f"page error: {e}"))
     return violations
 

@@ -28,6 +28,7 @@ def close_code(ws) -> int:
         while True:
             message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
             assert message["type"] in ("snapshot", "heartbeat", "session", "session_end"), message
+    assert closed.value.rcvd is not None, "closed without a close frame"
     return closed.value.rcvd.code
 
 

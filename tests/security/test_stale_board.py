@@ -27,8 +27,8 @@ def live_session(stack: contextlib.ExitStack, server: DaphneServer):
 
 
 def killed(server: DaphneServer) -> None:
-    server.proc.send_signal(signal.SIGKILL)  # no goodbye
-    server.proc.wait(10)
+    server.process.send_signal(signal.SIGKILL)  # no goodbye
+    server.process.wait(10)
 
 
 def test_a_killed_process_leaves_nothing_behind_without_any_kiosk(redis_env, redis_server):

@@ -1,6 +1,8 @@
 """`python manage.py apikey`: issue, list and revoke API keys (README: "Access and roles")."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from api.models import ApiKey
 
@@ -10,7 +12,7 @@ SCOPES = [choice.value for choice in ApiKey.Scope]
 class Command(BaseCommand):
     help = "Issue (create), list or revoke API keys. Keys are stored hashed; a new key is shown once."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
         create = actions.add_parser("create", help="Issue a key and print it (once).")
         create.add_argument("--name", required=True, help="Who the key is for, e.g. the clinic's system.")
@@ -21,7 +23,7 @@ class Command(BaseCommand):
         revoke = actions.add_parser("revoke", help="Revoke a key by its prefix (the part before the dot).")
         revoke.add_argument("prefix")
 
-    def handle(self, *args, action, **options):
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "create":
             api_key, key = ApiKey.objects.create_key(name=options["name"], scopes=sorted(set(options["scope"])))
             self.stdout.write(f"Key for {api_key.name} (scopes: {', '.join(api_key.scopes)}), shown only now:")

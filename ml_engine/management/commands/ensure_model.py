@@ -1,6 +1,8 @@
 """`python manage.py ensure_model`: train only when no working model is active (used by `make run`
 and by containers as they start; safe when several start at once)."""
 
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from ml_engine.services import model_ensure
@@ -13,7 +15,7 @@ class Command(BaseCommand):
         "served candidate, with a quick 5-fold cross-validation (`train` runs the full comparison)."
     )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         def progress(name: str, done: int, total: int) -> None:
             if done == 1:
                 self.stdout.write(

@@ -1,4 +1,5 @@
-"""`python manage.py purge_assessments`: delete assessments older than the retention period.
+"""`python manage.py purge_assessments`: delete assessments older than the retention period, and
+the daily prediction counts of monitoring with them (README: "Monitoring").
 
 A ``--days`` that would delete every stored assessment (``--days 0`` always does) asks for
 confirmation first, or needs ``--yes`` when nobody is at a terminal; the scheduled purge with the
@@ -6,23 +7,24 @@ retention setting never asks (README: "Commands")."""
 
 import sys
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from ml_engine.models import Assessment
-from ml_engine.services import assessments_purge
+from ml_engine.services import assessments_purge, prediction_counts_purge
 
 
 class Command(BaseCommand):
     help = "Delete stored assessments (health data) older than ASSESSMENT_RETENTION_DAYS."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=None, help="Override the retention setting.")
         parser.add_argument("--yes", action="store_true", help="Do not ask before deleting every assessment.")
 
-    def handle(self, *args, days, yes, **options):
+    def handle(self, *args: Any, days: int | None, yes: bool, **options: Any) -> None:
         explicit = days is not None
         days = settings.ASSESSMENT_RETENTION_DAYS if days is None else days
         if days < 0:
@@ -39,4 +41,6 @@ class Command(BaseCommand):
             if input(question).strip().lower() != "yes":
                 raise CommandError("Nothing was deleted.")
         deleted = assessments_purge(older_than_days=days)
+        counts = prediction_counts_purge(older_than_days=days)
         self.stdout.write(f"Deleted {deleted} assessments older than {days} days.")
+        self.stdout.write(f"Deleted {counts} daily prediction counts of days before {days} days ago.")

@@ -1,0 +1,65 @@
+"""Realistic monitoring data for the browser test and the screenshots (README: "Monitoring"):
+30 days of assessments drawn from the study's rows with a growing shift (older, heavier, higher
+glucose in the last week), some outcomes, the daily prediction counts of every interface, and a
+staff user. Run in a server's database with
+``manage.py shell -c "from tests.monitor_seed import seed; seed()"``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from ml_engine import services
+from ml_engine.models import Assessment, PredictionCount
+from ml_engine.schema import FEATURE_KEYS, FEATURES
+from ml_engine.tally import risk_tenth, tally
+from ml_engine.training import load_dataset
+
+STAFF_USER = "monitor-staff"
+STAFF_PASSWORD = "a long password for the monitoring test"
+
+
+def seed(days: int = 30, per_day: int = 40, seed: int = 7) -> None:
+    get_user_model().objects.create_user(STAFF_USER, password=STAFF_PASSWORD, is_staff=True)
+    rng = np.random.default_rng(seed)
+    X = load_dataset().X
+    now = timezone.now()
+    glucose, bmi, age = (FEATURE_KEYS.index(k) for k in ("glucose", "bmi", "age"))
+    counts: dict[tuple, int] = {}
+    for day in range(days):
+        drift = max(0.0, (14 - day) / 14)  # none a fortnight ago, growing to today
+        rows = X[rng.integers(0, len(X), per_day + rng.integers(-10, 10))].copy()
+        rows[:, glucose] += 18 * drift + rng.normal(0, 4, len(rows))
+        rows[:, bmi] += 3 * drift
+        rows[:, age] += np.round(5 * drift)
+        for j, feature in enumerate(FEATURES):
+            rows[:, j] = np.clip(rows[:, j], feature.min, feature.max)
+            if feature.integer:
+                rows[:, j] = np.round(rows[:, j])
+        instances = [
+            {key: (None if np.isnan(v) else float(v)) for key, v in zip(FEATURE_KEYS, row, strict=True)} for row in rows
+        ]
+        predictions = services.predict_many(instances=instances, interface="rest", contributions=False)
+        when = now - timedelta(days=day, hours=float(rng.uniform(0, 2)))
+        half = len(predictions) // 3
+        stored = services.assessments_create(predictions=predictions[:half], interface="form")
+        stored += services.assessments_create(predictions=predictions[half:], interface="rest")
+        Assessment.objects.filter(pk__in=[a.pk for a in stored]).update(created_at=when)
+        if day >= 7:  # outcomes come back later: only older assessments have one
+            for a in stored[: len(stored) // 2]:
+                Assessment.objects.filter(pk=a.pk).update(
+                    outcome=int(rng.random() < a.risk * 0.9), outcome_source="api_key"
+                )
+        interface_of = ["form"] * half + ["rest"] * (len(predictions) - half)
+        extra = [("ws", p) for p in predictions for _ in range(3)] + [("v2", p) for p in predictions[::2]]
+        for interface, p in [*zip(interface_of, predictions, strict=True), *extra]:
+            key = (when.date(), interface, p.model_version, p.band, risk_tenth(p.risk))
+            counts[key] = counts.get(key, 0) + 1
+    tally.reset()  # the seeding's own predictions are not traffic: the counts below stand for it
+    PredictionCount.objects.bulk_create(
+        PredictionCount(day=d, interface=i, model_version=v, band=b, risk_tenth=t, count=n)
+        for (d, i, v, b, t), n in counts.items()
+    )
