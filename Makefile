@@ -6,6 +6,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Test processes: most of the suite waits on daphne, Redis and Chromium processes rather than
 # computing, so four workers share two cores well; each test file stays on one worker.
+# One OpenMP thread per process: four workers each spinning two OpenMP threads (scikit-learn's
+# gradient boosting) on two cores slow training down many times over.
 TEST_WORKERS ?= 4
 # `python -m project.serve` is daphne with the production options as its defaults (PRODUCTION_OPTIONS
 # in project/serve.py: WebSockets open indefinitely, pings every 20 s and 30 s to answer them, 10 s
@@ -48,7 +50,7 @@ test: $(BIN)/.dev
 ifneq ($(SKIP_LINT),1)
 	@$(MAKE) --no-print-directory lint
 endif
-	DJANGO_DEBUG=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 DJANGO_DEBUG=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The compose stack for real (tests/compose): two web replicas behind the proxy, through one port.
 compose-test: $(BIN)/.dev

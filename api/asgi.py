@@ -55,6 +55,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from ml_engine import metrics
+from ml_engine.models import Interface
 from ml_engine.registry import active_model
 from ml_engine.services import (
     Prediction,
@@ -232,13 +233,13 @@ class PredictionRoute:
         data = StrictJSONParser().parse(io.BytesIO(body))
         serializer = rest.PredictApi.InputSerializer(data=data)
         if not serializer.is_valid():
-            metrics.INVALID_INPUTS.labels("rest").inc()
+            metrics.INVALID_INPUTS.labels(Interface.REST).inc()
             raise serializers.ValidationError(serializer.errors)
         data = serializer.validated_data
         if active_model.current is None:  # a process's first prediction loads the model: off the loop
             await sync_to_async(active_model.get, thread_sensitive=True)()
         if "features" in data:
-            prediction = predict(features=data["features"], interface="rest")
+            prediction = predict(features=data["features"], interface=Interface.REST)
             public_id = await _store([prediction])
             return Response({"id": public_id[0], **prediction.as_dict()})
         extra = len(data["instances"]) - 1  # a batch of N costs N (README: "Throttles")
@@ -246,7 +247,7 @@ class PredictionRoute:
             decision = await throttling.rest_rows.ahit(address, cost=extra)
             if not decision.allowed:
                 raise exceptions.Throttled(wait=decision.wait)
-        predictions = predict_many(instances=data["instances"], interface="rest")
+        predictions = predict_many(instances=data["instances"], interface=Interface.REST)
         public_ids = await _store(predictions)
         return Response(
             {
@@ -306,9 +307,9 @@ def _store_sync(predictions: list[Prediction]) -> list[str]:
     was_open = connection.connection is not None
     try:
         if len(predictions) == 1:
-            stored = [assessment_create(prediction=predictions[0], interface="rest")]
+            stored = [assessment_create(prediction=predictions[0], interface=Interface.REST)]
         else:
-            stored = assessments_create(predictions=predictions, interface="rest")
+            stored = assessments_create(predictions=predictions, interface=Interface.REST)
     except DatabaseError:
         connection.close()
         raise

@@ -25,15 +25,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ml_engine import metrics
-from ml_engine.models import Assessment
+from ml_engine.models import Assessment, Interface
 from ml_engine.schema import FEATURE_KEYS
+from ml_engine.selectors import model_overview
 from ml_engine.services import (
     MAX_INSTANCES,
     OutcomeAlreadyRecorded,
     assessment_create,
     assessment_record_outcome,
     assessments_create,
-    model_overview,
     predict,
     predict_many,
 )
@@ -207,16 +207,16 @@ class PredictApi(NoStore, PredictAccess, APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         if not serializer.is_valid():
-            metrics.INVALID_INPUTS.labels("rest").inc()
+            metrics.INVALID_INPUTS.labels(Interface.REST).inc()
             raise serializers.ValidationError(serializer.errors)
         data = serializer.validated_data
         if "features" in data:
-            prediction = predict(features=data["features"], interface="rest")
-            assessment = assessment_create(prediction=prediction, interface="rest")
+            prediction = predict(features=data["features"], interface=Interface.REST)
+            assessment = assessment_create(prediction=prediction, interface=Interface.REST)
             return Response({"id": str(assessment.public_id), **prediction.as_dict()})
         charge_rows(request, len(data["instances"]) - 1)  # a batch of N costs N (README: "Throttles")
-        predictions = predict_many(instances=data["instances"], interface="rest")
-        assessments = assessments_create(predictions=predictions, interface="rest")
+        predictions = predict_many(instances=data["instances"], interface=Interface.REST)
+        assessments = assessments_create(predictions=predictions, interface=Interface.REST)
         return Response(
             {
                 "predictions": [
@@ -325,7 +325,7 @@ class ModelApi(APIView):
         responses={200: OutputSerializer, 429: THROTTLED, 503: NO_MODEL},
     )
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer(model_overview()).data)
+        return Response(self.OutputSerializer(model_overview().as_dict()).data)
 
 
 class OutcomeConflict(APIException):

@@ -25,6 +25,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.utils import json as strict_json
 
+from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, invalid_cells, value_error
 from ml_engine.services import MAX_INSTANCES, predict_risks
@@ -201,7 +202,7 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
         if strict:
             raise
         wanted = _requested_outputs(_strict_header(head))
-    batch = predict_risks(matrix=rows, interface="v2")
+    batch = predict_risks(matrix=rows, interface=Interface.V2)
     values = {"risk": batch.risks, "label": batch.labels}
     outputs, blobs = [], []
     for name, as_binary in wanted:

@@ -54,12 +54,11 @@ from websockets.typing import Origin
 
 from tests.servers import DaphneServer, RedisServer, ServerEnv, daphne_servers
 
-from .stats import percentile
+from .stats import PERSON, percentile
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection as AsyncClientConnection
 
-PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
 CALM_ADDRESS = "127.0.0.2"
 SERVICE_OPEN_FILES = 1024  # the soft limit a service usually starts with
 GOAL_MIB = 100

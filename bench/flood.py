@@ -17,24 +17,13 @@ import logging
 import multiprocessing
 import threading
 import time
-import urllib.parse
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
-from websockets.typing import Origin
-
 from tests.servers import ServerEnv, daphne_servers
 
-from .stats import NO_THROTTLES
+from .stats import NO_THROTTLES, PERSON, origin_of
 
-
-def origin_of(url: str) -> Origin:
-    """The page origin a browser would send for ``url`` (scheme, host and port must all match)."""
-    parts = urllib.parse.urlsplit(url)
-    return Origin(f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}")
-
-
-PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
 CALM_RATE = 10.0  # updates a second
 CALM_SECONDS = 5.0
 

@@ -14,20 +14,10 @@ from pathlib import Path
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.typing import Origin
 
 from tests.servers import RedisServer, ServerEnv, daphne_servers
 
-from .stats import NO_THROTTLES, Summary
-
-
-def origin_of(url: str) -> Origin:
-    """The page origin a browser would send for ``url`` (scheme, host and port must all match)."""
-    parts = urllib.parse.urlsplit(url)
-    return Origin(f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}")
-
-
-PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
+from .stats import NO_THROTTLES, PERSON, Summary, origin_of
 
 
 def server_env(work: Path, **extra: str) -> ServerEnv:

@@ -1,9 +1,22 @@
-"""Summaries used by every benchmark: medians, p99 and ratios measured in the same run."""
+"""What every benchmark shares: the person its clients send, the origin they claim, the settings
+without throttles, and the summaries (medians, p99 and ratios measured in the same run)."""
 
 from __future__ import annotations
 
 import statistics
+import urllib.parse
 from dataclasses import dataclass
+
+from websockets.typing import Origin
+
+# The person every benchmark client sends (glucose varied per request).
+PERSON = {"pregnancies": 2, "glucose": 120, "blood_pressure": 70, "bmi": 31.5, "diabetes_pedigree": 0.4, "age": 40}
+
+
+def origin_of(url: str) -> Origin:
+    """The page origin a browser would send for ``url`` (scheme, host and port must all match)."""
+    parts = urllib.parse.urlsplit(url)
+    return Origin(f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}")
 
 
 def percentile(values: list[float], q: float) -> float:

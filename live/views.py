@@ -16,9 +16,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from ml_engine import monitoring
+from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
-from ml_engine.services import assessment_create, model_overview, predict
+from ml_engine.selectors import model_overview
+from ml_engine.services import assessment_create, predict
 from project import throttling
 
 from . import charts, wording
@@ -81,14 +83,14 @@ def assessment_result(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "live/form.html", _page_context(form), status=400)
     try:
-        prediction = predict(features=form.features(), interface="form")
+        prediction = predict(features=form.features(), interface=Interface.FORM)
     except FeatureValidationError as exc:  # the form mirrors the schema; this is a safety net
         for key, problems in exc.errors.items():
             form.add_error(key if key in form.fields else None, problems)
         return render(request, "live/form.html", _page_context(form), status=400)
     except ModelUnavailable as exc:
         return render(request, "live/unavailable.html", {"reason": str(exc)}, status=503)
-    assessment = assessment_create(prediction=prediction, interface="form")
+    assessment = assessment_create(prediction=prediction, interface=Interface.FORM)
     served = active_model.get()
     messages = wording.warning_messages(served.training_ranges)
     largest = max((abs(p) for p in prediction.points.values()), default=0.0) or 1.0
@@ -142,14 +144,13 @@ def _polyline(points: Iterable[tuple[float, float]], size: int = 200) -> str:
 @require_GET
 def model_card(request: HttpRequest) -> HttpResponse:
     try:
-        served = active_model.get()
+        overview = model_overview(history=20)
     except ModelUnavailable as exc:
         return render(request, "live/unavailable.html", {"reason": str(exc)}, status=503)
-    overview = model_overview(history=20)
+    served = overview.served
     meta = served.metadata
     curves = meta.get("curves", {})
     calibration = curves.get("calibration", [])
-    ranges = served.training_ranges
     return render(
         request,
         "live/model_card.html",
@@ -163,12 +164,12 @@ def model_card(request: HttpRequest) -> HttpResponse:
             "cutoffs": CLINICAL_CUTOFFS,
             "features": [
                 {
-                    "feature": f,
-                    "train_min": ranges[f.key][0],
-                    "train_max": ranges[f.key][1],
-                    "missing": meta["data"]["missing"].get(f.key, 0),
+                    "feature": row.feature,
+                    "train_min": row.train_min,
+                    "train_max": row.train_max,
+                    "missing": meta["data"]["missing"].get(row.feature.key, 0),
                 }
-                for f in FEATURES
+                for row in overview.features
             ],
             "roc_points": _polyline(curves.get("roc", [])),
             "calibration_points": _polyline([(p["predicted"], p["observed"]) for p in calibration]),
@@ -176,9 +177,9 @@ def model_card(request: HttpRequest) -> HttpResponse:
                 {"x": round(p["predicted"] * 200, 1), "y": round((1 - p["observed"]) * 200, 1), "n": p["count"]}
                 for p in calibration
             ],
-            # Versions and activations as the API's model endpoint reads them (no queries here).
-            "versions": overview["versions"],
-            "activations": overview["activations"],
+            # The same overview the REST model endpoint answers with (no queries here).
+            "versions": overview.versions,
+            "activations": overview.activations,
         },
     )
 

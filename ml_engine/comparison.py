@@ -21,7 +21,8 @@ from .evaluation import Interval, NotEstimable, logistic_recalibration
 from .models import Assessment, ModelVersion
 from .registry import ArtifactError, ServedModel, load_version
 from .schema import FEATURES
-from .services import TRUSTED_OUTCOME_SOURCES, band_for
+from .selectors import TRUSTED_OUTCOME_SOURCES
+from .services import band_for
 
 COMPARE_LIMIT = 5000  # the most recent assessments scored: bounded whatever the table holds
 MIN_OUTCOMES = 30  # fewer recorded outcomes than this: no AUC, Brier or calibration figures

@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-INTERFACES = ("form", "rest", "v2", "ws")
+from .models import Interface
 
 PREDICTIONS = Counter(
     "diabetes_predictions_total",
@@ -54,7 +54,8 @@ MONITOR_COMPUTED = Gauge(
     "When the drift figures were computed (Unix time): how old the drift gauges are.",
 )
 
-for _interface in INTERFACES:
+# Every interface's series exists from the start, at zero, so a rate never starts from "absent".
+for _interface in Interface:
     PREDICTIONS.labels(_interface)
     PREDICTION_LATENCY.labels(_interface)
     INVALID_INPUTS.labels(_interface)

@@ -7,6 +7,16 @@ from django.db import models
 from django.db.models import Q
 
 
+class Interface(models.TextChoices):
+    """The interface a prediction came through: stored with an assessment, passed to every
+    prediction service, and the ``interface`` label of the prediction metrics (README: "Operations")."""
+
+    FORM = "form", "HTML form"
+    REST = "rest", "REST API"
+    V2 = "v2", "Open Inference Protocol V2"
+    WS = "ws", "live WebSocket"
+
+
 class ModelVersion(models.Model):
     """One trained artifact. Exactly one version is active at a time (or none before training)."""
 
@@ -69,10 +79,6 @@ class Assessment(models.Model):
 
     Outside the server an assessment is known only by ``public_id`` (a random UUID); the database
     key is never shown, so ids cannot be guessed or enumerated (README: "Access and roles")."""
-
-    class Interface(models.TextChoices):
-        FORM = "form"
-        REST = "rest"
 
     class OutcomeSource(models.TextChoices):
         API_KEY = "api_key", "an API key with the outcomes scope"

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import metrics, selectors
+from .models import Interface
 from .schema import FEATURES
 
 # The usual reading of a PSI (e.g. Siddiqi, Credit Risk Scorecards, 2006).
@@ -46,7 +47,7 @@ MIN_ROWS_TO_READ = 100
 # where that starts): the cost of a refresh is bounded whatever the traffic.
 MAX_WINDOW_ROWS = 200_000
 WINDOWS = (7, 30)
-INTERFACES = ("form", "rest", "v2", "ws")
+INTERFACES = tuple(Interface.values)  # the order of every chart and table
 BAND_ORDER = ("low", "moderate", "high")
 RELIABILITY_BINS = 10
 
@@ -263,10 +264,10 @@ class Calibration:
 def calibration(*, now: datetime) -> Calibration:
     """Reliability of the served risks over the retention period, on the outcomes recorded with an
     API key or by staff (the ones `train --from-db` trusts; README: "Access and roles")."""
-    from .services import TRUSTED_OUTCOME_SOURCES
-
     since = now - timedelta(days=settings.ASSESSMENT_RETENTION_DAYS)
-    rows = selectors.assessment_reliability(since=since, sources=TRUSTED_OUTCOME_SOURCES, bins=RELIABILITY_BINS)
+    rows = selectors.assessment_reliability(
+        since=since, sources=selectors.TRUSTED_OUTCOME_SOURCES, bins=RELIABILITY_BINS
+    )
     bins = [ReliabilityBin(**row) for row in rows]
     return Calibration(since=since, bins=bins)
 

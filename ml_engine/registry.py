@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,7 +259,6 @@ class ActiveModel:
         self._error: str | None = None
         self._failed: tuple[str, str] | None = None
         self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
 
     @property
     def current(self) -> ServedModel | None:
@@ -328,11 +328,11 @@ class ActiveModel:
         """Poll the database every ``interval`` s so an `activate` anywhere reaches this process."""
         if interval <= 0 or (self._watcher and self._watcher.is_alive()):
             return
-        self._stop.clear()
 
         def watch() -> None:
             failing = False  # log a failure once (with its traceback), not every interval
-            while not self._stop.wait(interval):
+            while True:
+                time.sleep(interval)
                 try:
                     self.refresh()
                 except Exception as exc:  # a database hiccup must not kill the watcher
@@ -350,9 +350,6 @@ class ActiveModel:
 
         self._watcher = threading.Thread(target=watch, name="model-watcher", daemon=True)
         self._watcher.start()
-
-    def stop_watcher(self) -> None:
-        self._stop.set()
 
 
 active_model = ActiveModel()

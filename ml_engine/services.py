@@ -1,5 +1,6 @@
 """The business logic of the predictor: every interface (form, REST, V2, WebSocket, commands)
-calls these functions and only translates their input and output."""
+calls these functions and only translates their input and output. Reads that change nothing are
+in ``ml_engine.selectors``."""
 
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from typing import Any
 import numpy
 import sklearn
 from django.db import DatabaseError, close_old_connections, transaction
-from django.db.models import Count
 from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange, PredictionCount
+from .models import Assessment, Interface, ModelActivation, ModelVersion, OutcomeChange, PredictionCount
 from .registry import (
     ARTIFACT_NAME,
     ArtifactError,
@@ -44,14 +44,13 @@ from .schema import (
     invalid_cells,
     value_error,
 )
+from .selectors import assessment_get, outcome_counts, outcome_dataset
 from .tally import tally
 from .training import Dataset, load_dataset, quick_pool, train, with_extra_rows
 
 logger = logging.getLogger(__name__)
 
 MAX_INSTANCES = 1000
-# Only these outcomes feed `train --from-db` (README: "Access and roles").
-TRUSTED_OUTCOME_SOURCES = (Assessment.OutcomeSource.API_KEY, Assessment.OutcomeSource.STAFF)
 _WHOLE = tuple(f.integer for f in FEATURES)
 
 
@@ -132,7 +131,7 @@ def _explain(
     )
 
 
-def predict(*, features: Mapping[str, Any], interface: str = "rest") -> Prediction:
+def predict(*, features: Mapping[str, Any], interface: Interface) -> Prediction:
     """Risk for one person. Raises FeatureValidationError (per-field messages) on bad input and
     ModelUnavailable when no model can serve."""
     started = time.perf_counter()
@@ -144,7 +143,7 @@ def predict(*, features: Mapping[str, Any], interface: str = "rest") -> Predicti
     return _predict_cleaned(cleaned, interface=interface, started=started)
 
 
-def _predict_cleaned(cleaned: dict[str, float | None], *, interface: str, started: float) -> Prediction:
+def _predict_cleaned(cleaned: dict[str, float | None], *, interface: Interface, started: float) -> Prediction:
     served = active_model.get()
     risk, contributions = served.model.predict_one([cleaned[key] for key in FEATURE_KEYS])
     prediction = _explain(served, cleaned, risk, contributions)
@@ -173,7 +172,7 @@ def live_state_merge(*, state: Mapping[str, float | None], update: Mapping[str, 
     try:
         return clean_features({**state, **update}, allow_empty=True)
     except FeatureValidationError:
-        metrics.INVALID_INPUTS.labels("ws").inc()
+        metrics.INVALID_INPUTS.labels(Interface.WS).inc()
         raise
 
 
@@ -188,7 +187,7 @@ async def predict_live(*, features: dict[str, float | None]) -> Prediction | Non
         return None
     started = time.perf_counter()
     if live_prediction_inline():
-        return _predict_cleaned(features, interface="ws", started=started)
+        return _predict_cleaned(features, interface=Interface.WS, started=started)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_live_pool, _predict_off_loop, features, started)
 
@@ -201,7 +200,7 @@ def live_prediction_inline() -> bool:
 
 def _predict_off_loop(features: dict[str, float | None], started: float) -> Prediction:
     try:
-        return _predict_cleaned(features, interface="ws", started=started)
+        return _predict_cleaned(features, interface=Interface.WS, started=started)
     finally:
         close_old_connections()  # a first model load may have opened a connection in this thread
 
@@ -215,7 +214,7 @@ def _check_batch_size(instances: Any) -> None:
         )
 
 
-def predict_many(*, instances: Sequence[Any], interface: str = "rest", contributions: bool = True) -> list[Prediction]:
+def predict_many(*, instances: Sequence[Any], interface: Interface, contributions: bool = True) -> list[Prediction]:
     """Risks for 1 to MAX_INSTANCES people in one vectorised model call, in input order.
     Errors name the instance: ``instances[3].glucose``. ``contributions=False`` leaves each
     prediction's contributions empty and skips computing them."""
@@ -284,7 +283,7 @@ class RiskBatch:
     model_version: str
 
 
-def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
+def predict_risks(*, matrix: numpy.ndarray, interface: Interface) -> RiskBatch:
     """Risks and labels only (no contributions, no per-row objects) for a float matrix of 1 to
     MAX_INSTANCES rows, columns in schema order: the V2 inference endpoint's service.
 
@@ -321,57 +320,7 @@ def predict_risks(*, matrix: numpy.ndarray, interface: str = "v2") -> RiskBatch:
     )
 
 
-# Per-fold ECE, stored by versions trained before pooled calibration, is never shown: on 154-row
-# folds it measured the fold size, not the model (README: "The model").
-_FOLD_ECE = ("ece", "ece_std")
-
-
-def _shown_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in metrics.items() if key not in _FOLD_ECE}
-
-
-def model_overview(*, history: int = 20) -> dict[str, Any]:
-    """What the active model is: schema with training ranges, metrics, threshold, bands, and the
-    stored versions and activations (newest first, at most ``history`` of each). Raises
-    ModelUnavailable when no model can serve."""
-    served = active_model.get()
-    ranges = served.training_ranges
-    meta = served.metadata
-    return {
-        "name": served.name,
-        "version": served.version,
-        "algorithm": meta.get("algorithm", ""),
-        "trained_at": meta.get("created"),
-        "threshold": served.threshold,
-        "bands": served.bands,
-        "features": [
-            {**feature.as_dict(), "train_min": ranges[feature.key][0], "train_max": ranges[feature.key][1]}
-            for feature in FEATURES
-        ],
-        "metrics": _shown_metrics(meta.get("metrics", {})),
-        # None for versions stored before pooled calibration existed (README: "The model").
-        "calibration": meta.get("calibration"),
-        "versions": [
-            {
-                "version": record.version,
-                "created": record.created_at,
-                "algorithm": record.algorithm,
-                "active": record.is_active,
-                "activated_at": record.activated_at,
-                "metrics": _shown_metrics(record.metrics),
-            }
-            for record in ModelVersion.objects.order_by("-created_at")[:history]
-        ],
-        "activations": [
-            {"version": activation.model_version.version, "activated_at": activation.activated_at}
-            for activation in ModelActivation.objects.select_related("model_version").order_by("-activated_at")[
-                :history
-            ]
-        ],
-    }
-
-
-def _assessment(prediction: Prediction, interface: str) -> Assessment:
+def _assessment(prediction: Prediction, interface: Interface) -> Assessment:
     return Assessment(
         interface=interface,
         features=prediction.features,
@@ -382,13 +331,13 @@ def _assessment(prediction: Prediction, interface: str) -> Assessment:
     )
 
 
-def assessment_create(*, prediction: Prediction, interface: str) -> Assessment:
+def assessment_create(*, prediction: Prediction, interface: Interface) -> Assessment:
     assessment = _assessment(prediction, interface)
     assessment.save()
     return assessment
 
 
-def assessments_create(*, predictions: Sequence[Prediction], interface: str) -> list[Assessment]:
+def assessments_create(*, predictions: Sequence[Prediction], interface: Interface) -> list[Assessment]:
     # One INSERT for the batch; bulk_create sets primary keys on PostgreSQL and SQLite 3.35+.
     return Assessment.objects.bulk_create([_assessment(p, interface) for p in predictions])
 
@@ -414,16 +363,6 @@ class Recorder:
     @property
     def is_staff(self) -> bool:
         return self.source == Assessment.OutcomeSource.STAFF
-
-
-def assessment_get(*, public_id: Any) -> Assessment:
-    """The assessment with this public id (a UUID or its text). Raises Assessment.DoesNotExist for
-    anything else, database keys included."""
-    try:
-        key = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
-    except (TypeError, ValueError):
-        raise Assessment.DoesNotExist(public_id) from None
-    return Assessment.objects.get(public_id=key)
 
 
 def assessment_record_outcome(
@@ -473,19 +412,6 @@ def prediction_counts_purge(*, older_than_days: int) -> int:
     cutoff = (timezone.now() - timedelta(days=older_than_days)).date()
     deleted, _ = PredictionCount.objects.filter(day__lt=cutoff).delete()
     return deleted
-
-
-def outcome_dataset() -> tuple[numpy.ndarray, numpy.ndarray]:
-    """Assessments whose outcome was recorded by an API key or staff, as training rows (NaN where a
-    value was imputed). Outcomes of unknown origin (recorded before keys existed) are left out."""
-    rows, outcomes = [], []
-    trusted = Assessment.objects.exclude(outcome=None).filter(outcome_source__in=TRUSTED_OUTCOME_SOURCES)
-    for features, outcome in trusted.order_by("pk").values_list("features", "outcome"):
-        rows.append([math.nan if features.get(f.key) is None else float(features[f.key]) for f in FEATURES])
-        assert outcome is not None  # excluded by the query
-        outcomes.append(int(outcome))
-    X = numpy.array(rows, dtype=float).reshape(-1, len(FEATURES))
-    return X, numpy.array(outcomes, dtype=int)
 
 
 def model_train(
@@ -724,15 +650,6 @@ def activation_gate(
             f"(largest move {float(shift.max()):.0%}; at most {GATE_MAX_MOVED_SHARE:.0%} may)"
         )
     return ActivationGate(passed=not reasons, reasons=reasons, measures=measures)
-
-
-def outcome_counts() -> dict[str, int]:
-    """Recorded outcomes by who recorded them; only ``api_key`` and ``staff`` feed training."""
-    counts = dict.fromkeys(Assessment.OutcomeSource.values, 0)
-    rows = Assessment.objects.exclude(outcome=None).values_list("outcome_source").annotate(n=Count("pk"))
-    for source, n in rows.order_by():
-        counts[source or Assessment.OutcomeSource.UNVERIFIED] = counts.get(source, 0) + n
-    return counts
 
 
 def check_writable() -> None:

@@ -21,7 +21,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -89,44 +89,41 @@ class Throttle:
     def _key(self, address: str) -> str:
         return f"{KEY_PREFIX}:{self.scope}:{address[:MAX_ADDRESS_LENGTH]}"
 
-    def _plan(self, address: str, cost: int) -> Decision | tuple[str, int, int]:
-        """The decision when no counting is needed, else what to count: (key, limit, window)."""
+    def _plan(self, address: str, cost: int, redis_client: Callable[[], Any]) -> Decision | tuple[Any, tuple]:
+        """The decision when Redis need not be asked (no limit, a cost over the limit, or no Redis:
+        this process counts), else the Redis client and the arguments of the script's ``eval``."""
         rate = self.rate
         if rate is None:
             return Decision(True, 0.0)
         limit, window = rate
         if cost > limit:
             return Decision(False, float(window))
-        return self._key(address), limit, window
-
-    def hit(self, address: str, cost: int = 1) -> Decision:
-        plan = self._plan(address, cost)
-        if isinstance(plan, Decision):
-            return plan
-        key, limit, window = plan
-        client = _sync_redis()
+        key = self._key(address)
+        client = redis_client()
         if client is None:
             return _memory.hit(key, cost, limit, window)
+        return client, (_LUA, 1, key, cost, limit, window * 1000)
+
+    def hit(self, address: str, cost: int = 1) -> Decision:
+        plan = self._plan(address, cost, _sync_redis)
+        if isinstance(plan, Decision):
+            return plan
+        client, script = plan
         try:
-            reply = client.eval(_LUA, 1, key, cost, limit, window * 1000)
-        except (RedisError, OSError) as exc:  # Redis down: let the request through
-            _outage(exc)
-            return Decision(True, 0.0)
+            reply = client.eval(*script)
+        except (RedisError, OSError) as exc:
+            return _outage(exc)
         return _decision(reply)
 
     async def ahit(self, address: str, cost: int = 1) -> Decision:
-        plan = self._plan(address, cost)
+        plan = self._plan(address, cost, _async_redis)
         if isinstance(plan, Decision):
             return plan
-        key, limit, window = plan
-        client = _async_redis()
-        if client is None:
-            return _memory.hit(key, cost, limit, window)
+        client, script = plan
         try:
-            reply = await client.eval(_LUA, 1, key, cost, limit, window * 1000)
-        except (RedisError, OSError) as exc:  # Redis down: let the request through
-            _outage(exc)
-            return Decision(True, 0.0)
+            reply = await client.eval(*script)
+        except (RedisError, OSError) as exc:
+            return _outage(exc)
         return _decision(reply)
 
 
@@ -206,12 +203,15 @@ def _async_redis() -> redis.asyncio.Redis | None:
     return entry[1]
 
 
-def _outage(exc: Exception) -> None:
+def _outage(exc: Exception) -> Decision:
+    """Redis is down: the request is let through (a throttle must not turn a Redis outage into a
+    total one), and that is logged at most once a minute."""
     global _last_outage_log
     now = time.monotonic()
     if now - _last_outage_log >= OUTAGE_LOG_INTERVAL:
         _last_outage_log = now
         logger.warning("Throttles cannot reach Redis (%s); requests are let through until it is back.", exc)
+    return Decision(True, 0.0)
 
 
 def reset() -> None:

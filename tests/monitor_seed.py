@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from ml_engine import services
-from ml_engine.models import Assessment, PredictionCount
+from ml_engine.models import Assessment, Interface, PredictionCount
 from ml_engine.schema import FEATURE_KEYS, FEATURES
 from ml_engine.tally import risk_tenth, tally
 from ml_engine.training import load_dataset
@@ -42,11 +42,11 @@ def seed(days: int = 30, per_day: int = 40, seed: int = 7) -> None:
         instances = [
             {key: (None if np.isnan(v) else float(v)) for key, v in zip(FEATURE_KEYS, row, strict=True)} for row in rows
         ]
-        predictions = services.predict_many(instances=instances, interface="rest", contributions=False)
+        predictions = services.predict_many(instances=instances, interface=Interface.REST, contributions=False)
         when = now - timedelta(days=day, hours=float(rng.uniform(0, 2)))
         half = len(predictions) // 3
-        stored = services.assessments_create(predictions=predictions[:half], interface="form")
-        stored += services.assessments_create(predictions=predictions[half:], interface="rest")
+        stored = services.assessments_create(predictions=predictions[:half], interface=Interface.FORM)
+        stored += services.assessments_create(predictions=predictions[half:], interface=Interface.REST)
         Assessment.objects.filter(pk__in=[a.pk for a in stored]).update(created_at=when)
         if day >= 7:  # outcomes come back later: only older assessments have one
             for a in stored[: len(stored) // 2]:

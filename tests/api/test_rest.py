@@ -4,7 +4,7 @@ import re
 import pytest
 
 from ml_engine.inference import AdditiveModel
-from ml_engine.models import Assessment, ModelVersion
+from ml_engine.models import Assessment, Interface, ModelVersion
 from ml_engine.registry import active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES
 from ml_engine.services import MAX_INSTANCES, predict, predict_many
@@ -33,7 +33,7 @@ def test_one_prediction_has_the_contract_shape_and_is_stored(client, served_mode
     assert response.status_code == 200
     body = response.json()
     assert set(body) == PREDICTION_KEYS
-    expected = predict(features=PERSON).as_dict()
+    expected = predict(features=PERSON, interface=Interface.REST).as_dict()
     assert body["risk"] == pytest.approx(expected["risk"], abs=1e-12)
     assert {k: body[k] for k in ("band", "label", "threshold", "imputed", "warnings", "model")} == {
         k: expected[k] for k in ("band", "label", "threshold", "imputed", "warnings", "model")
@@ -61,11 +61,11 @@ def test_batch_keeps_order_stores_each_and_matches_the_service(client, served_mo
     body = response.json()
     assert set(body) == {"predictions"}
     predictions = body["predictions"]
-    expected = predict_many(instances=rows)
+    expected = predict_many(instances=rows, interface=Interface.REST)
     assert [p["risk"] for p in predictions] == pytest.approx([e.risk for e in expected], abs=1e-12)
     for p, row in zip(predictions, rows, strict=True):
         assert set(p) == PREDICTION_KEYS
-        assert p["risk"] == pytest.approx(predict(features=row).risk, abs=1e-9)
+        assert p["risk"] == pytest.approx(predict(features=row, interface=Interface.REST).risk, abs=1e-9)
     ids = [p["id"] for p in predictions]
     assert len(set(ids)) == len(rows)
     stored = {str(a.public_id): a for a in Assessment.objects.filter(public_id__in=ids)}

@@ -6,7 +6,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ml_engine.models import Assessment, ModelVersion
+from ml_engine.models import Assessment, Interface, ModelVersion
 from ml_engine.registry import active_model
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.services import MAX_INSTANCES, predict
@@ -31,7 +31,7 @@ def request_for(rows, datatype="FP64", nested=False, **extra):
 
 
 def rest_risks(rows):
-    return [predict(features=dict(zip(FEATURE_KEYS, row, strict=True))).risk for row in rows]
+    return [predict(features=dict(zip(FEATURE_KEYS, row, strict=True)), interface=Interface.REST).risk for row in rows]
 
 
 def post_json(url, body):

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from live import consumers
 from live.layer import group_send_quietly
+from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, FeatureValidationError
 from ml_engine.services import predict
@@ -34,7 +35,7 @@ def slow_path(served_model, monkeypatch):
 async def test_full_update_is_answered_with_the_same_risk_as_rest(served_model, open_socket):
     ws = await open_socket()
     reply = await ws.exchange({"type": "update", "seq": 0, "features": PERSON})
-    expected = predict(features=PERSON)
+    expected = predict(features=PERSON, interface=Interface.WS)
     assert reply["type"] == "prediction"
     assert reply["seq"] == 0
     assert reply["risk"] == pytest.approx(expected.risk, abs=1e-9)
@@ -54,7 +55,9 @@ async def test_partial_updates_merge_into_the_session_state(served_model, open_s
     assert set(first["imputed"]) == set(FEATURE_KEYS) - {"glucose"}
     second = await ws.exchange({"type": "update", "seq": 2, "features": {"age": 50, "bmi": 33.6}})
     assert second["features"] == merged(glucose=148.0, age=50, bmi=33.6)
-    assert second["risk"] == pytest.approx(predict(features={"glucose": 148, "age": 50, "bmi": 33.6}).risk, abs=1e-9)
+    assert second["risk"] == pytest.approx(
+        predict(features={"glucose": 148, "age": 50, "bmi": 33.6}, interface=Interface.WS).risk, abs=1e-9
+    )
     await ws.disconnect()
 
 
@@ -65,7 +68,7 @@ async def test_null_clears_a_key_and_clearing_the_last_key_says_cleared(served_m
     assert reply["type"] == "prediction"
     assert reply["features"] == merged(age=50)
     assert "glucose" in reply["imputed"]
-    assert reply["risk"] == pytest.approx(predict(features={"age": 50}).risk, abs=1e-9)
+    assert reply["risk"] == pytest.approx(predict(features={"age": 50}, interface=Interface.WS).risk, abs=1e-9)
     assert await ws.exchange({"type": "update", "seq": 3, "features": {"age": None}}) == {
         "type": "cleared",
         "seq": 3,
@@ -247,7 +250,7 @@ async def test_a_burst_is_coalesced_and_the_last_update_is_answered(served_model
     assert all(r["type"] == "prediction" for r in replies)
     assert seqs == sorted(set(seqs)), "replies only move forward"
     assert seqs[-1] == 499
-    expected = predict(features=state)
+    expected = predict(features=state, interface=Interface.WS)
     assert replies[-1]["features"] == expected.features
     assert replies[-1]["risk"] == pytest.approx(expected.risk, abs=1e-9)
     await ws.disconnect()
@@ -261,7 +264,7 @@ async def test_slow_inference_runs_on_the_inference_threads(slow_path, monkeypat
         threads.append(threading.current_thread().name)
         return model_predict(values)
 
-    expected = predict(features=PERSON)
+    expected = predict(features=PERSON, interface=Interface.WS)
     monkeypatch.setattr(slow_path.model, "predict_one", recording_predict)
     ws = await open_socket()
     reply = await ws.exchange({"type": "update", "seq": 1, "features": PERSON})

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from live.consumers import MAX_FRAME_BYTES
+from ml_engine.models import Interface
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.services import predict
 from tests.samples import PERSON, TIMEOUT
@@ -171,4 +172,4 @@ def test_generated_frames_are_always_answered_or_closed_correctly(served_model, 
     assert sent["frames"] >= 1000, sent
     assert sent["closed"] > 0, "some frames over 64 KiB were generated"
     assert reply["type"] == "prediction" and reply["seq"] == 1
-    assert reply["risk"] == pytest.approx(predict(features=PERSON).risk, abs=1e-9)
+    assert reply["risk"] == pytest.approx(predict(features=PERSON, interface=Interface.WS).risk, abs=1e-9)

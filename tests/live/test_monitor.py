@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from ml_engine import services
-from ml_engine.models import Assessment, PredictionCount
+from ml_engine.models import Assessment, Interface, PredictionCount
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.tally import tally
 
@@ -54,11 +54,11 @@ def test_staff_see_the_page_with_no_data_at_all(staff):
 def test_staff_see_drift_counts_and_calibration(staff, served_model):
     tally.reset()
     people = [{"glucose": 90 + i, "bmi": 25 + i / 10, "age": 25 + i % 40} for i in range(120)]
-    predictions = services.predict_many(instances=people, interface="rest")
-    stored = services.assessments_create(predictions=predictions, interface="rest")
+    predictions = services.predict_many(instances=people, interface=Interface.REST)
+    stored = services.assessments_create(predictions=predictions, interface=Interface.REST)
     for assessment in stored[:30]:
         Assessment.objects.filter(pk=assessment.pk).update(outcome=int(assessment.risk > 0.3), outcome_source="staff")
-    services.predict(features={"glucose": 150, "age": 60}, interface="ws")
+    services.predict(features={"glucose": 150, "age": 60}, interface=Interface.WS)
     tally.flush()
     text = staff.get("/monitor/").content.decode()
     assert "Last 7 days: 120 assessments" in text

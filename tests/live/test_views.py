@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from ml_engine.models import Assessment
+from ml_engine.models import Assessment, Interface
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, clean_features
 from ml_engine.services import predict
 
@@ -76,7 +76,7 @@ def test_glucose_in_mmol_per_litre_is_converted_at_the_edge(client, served_model
 
 def test_the_result_speaks_in_points_percentages_and_values_as_typed(client, served_model):
     html = client.post("/predict/", VALID).content.decode()
-    expected = predict(features=VALID_FEATURES)
+    expected = predict(features=VALID_FEATURES, interface=Interface.FORM)
     glucose_points = expected.points["glucose"]
     assert f"Plasma glucose (2-h OGTT) adds about {abs(glucose_points):.0f} points" in html
     assert "148 mg/dL" in html and "148.0" not in html
@@ -102,7 +102,7 @@ def test_valid_submission_shows_the_result_and_stores_it(client, served_model):
     response = client.post("/predict/", VALID)
     assert response.status_code == 200
     html = response.content.decode()
-    expected = predict(features=VALID_FEATURES)
+    expected = predict(features=VALID_FEATURES, interface=Interface.FORM)
     assert f"{round(100 * expected.risk, 1)}%" in html
     assert f"<strong>{expected.band}</strong>" in html
     assert "not a diagnosis" in html and "Pima" in html

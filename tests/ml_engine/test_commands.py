@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ml_engine import services
-from ml_engine.models import Assessment, ModelArtifact, ModelVersion
+from ml_engine.models import Assessment, Interface, ModelArtifact, ModelVersion
 from ml_engine.registry import active_model
 from tests.samples import PARTIAL_PERSON
 
@@ -55,10 +55,12 @@ KEY = services.Recorder(source="api_key", name="key:test (abc)")
 
 def test_train_from_db_adds_recorded_outcomes(served_model):
     for outcome in (0, 1, 1):
-        prediction = services.predict(features=PARTIAL_PERSON)
-        assessment = services.assessment_create(prediction=prediction, interface="rest")
+        prediction = services.predict(features=PARTIAL_PERSON, interface=Interface.REST)
+        assessment = services.assessment_create(prediction=prediction, interface=Interface.REST)
         services.assessment_record_outcome(public_id=assessment.public_id, outcome=outcome, recorder=KEY)
-    services.assessment_create(prediction=services.predict(features=PARTIAL_PERSON), interface="rest")  # no outcome
+    services.assessment_create(
+        prediction=services.predict(features=PARTIAL_PERSON, interface=Interface.REST), interface=Interface.REST
+    )  # no outcome
     out = io.StringIO()
     call_command("train", "--quick", "--from-db", "--no-activate", stdout=out)
     assert "added from the database: 3 assessments with an outcome (3 recorded with an API key" in out.getvalue()
@@ -75,7 +77,7 @@ def test_activate_rolls_back_and_forth_and_keeps_history(served_model):
     assert active_model.current.version == newer.version
     call_command("activate", served_model.version, stdout=io.StringIO())
     assert active_model.current.version == served_model.version
-    assert services.predict(features=PARTIAL_PERSON).model_version == served_model.version
+    assert services.predict(features=PARTIAL_PERSON, interface=Interface.REST).model_version == served_model.version
     history = list(newer.activations.all()) + list(
         ModelVersion.objects.get(version=served_model.version).activations.all()
     )
@@ -94,7 +96,7 @@ def test_activate_refuses_a_broken_artifact_and_keeps_serving(served_model):
     with pytest.raises(CommandError, match="sha256"):
         call_command("activate", broken.version)
     assert ModelVersion.objects.get(is_active=True).version == served_model.version
-    assert services.predict(features=PARTIAL_PERSON).model_version == served_model.version
+    assert services.predict(features=PARTIAL_PERSON, interface=Interface.REST).model_version == served_model.version
 
 
 def test_purge_assessments_uses_the_retention_setting(served_model, settings):
@@ -103,8 +105,8 @@ def test_purge_assessments_uses_the_retention_setting(served_model, settings):
     from django.utils import timezone
 
     settings.ASSESSMENT_RETENTION_DAYS = 10
-    prediction = services.predict(features=PARTIAL_PERSON)
-    old, recent = (services.assessment_create(prediction=prediction, interface="form") for _ in range(2))
+    prediction = services.predict(features=PARTIAL_PERSON, interface=Interface.REST)
+    old, recent = (services.assessment_create(prediction=prediction, interface=Interface.FORM) for _ in range(2))
     Assessment.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=11))
     out = io.StringIO()
     call_command("purge_assessments", stdout=out)
@@ -115,9 +117,9 @@ def test_purge_assessments_uses_the_retention_setting(served_model, settings):
 def test_purge_of_everything_needs_yes(served_model, monkeypatch):
     from django.core.management.base import CommandError
 
-    prediction = services.predict(features=PARTIAL_PERSON)
+    prediction = services.predict(features=PARTIAL_PERSON, interface=Interface.REST)
     for _ in range(3):
-        services.assessment_create(prediction=prediction, interface="form")
+        services.assessment_create(prediction=prediction, interface=Interface.FORM)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: no one to ask
     with pytest.raises(CommandError, match="would delete all 3 stored assessments; nothing was deleted"):
         call_command("purge_assessments", "--days", "0", stdout=io.StringIO())
@@ -130,7 +132,9 @@ def test_purge_of_everything_needs_yes(served_model, monkeypatch):
 def test_purge_asks_at_a_terminal(served_model, monkeypatch):
     from django.core.management.base import CommandError
 
-    services.assessment_create(prediction=services.predict(features=PARTIAL_PERSON), interface="form")
+    services.assessment_create(
+        prediction=services.predict(features=PARTIAL_PERSON, interface=Interface.REST), interface=Interface.FORM
+    )
 
     class Terminal(io.StringIO):
         def isatty(self):

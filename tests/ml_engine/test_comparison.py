@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from ml_engine import services
 from ml_engine.comparison import MIN_OUTCOMES, paired_bootstrap, versions_compare
-from ml_engine.models import Assessment
+from ml_engine.models import Assessment, Interface
 from ml_engine.registry import ArtifactError
 from ml_engine.schema import FEATURES
 from ml_engine.training import load_dataset
@@ -23,7 +23,7 @@ def store_people(rows: range, *, source: str | None = "api_key") -> None:
     data = load_dataset()
     Assessment.objects.bulk_create(
         Assessment(
-            interface="rest",
+            interface=Interface.REST,
             features={f.key: None if x != x else float(x) for f, x in zip(FEATURES, data.X[i], strict=True)},
             risk=0.5,
             band="high",
@@ -42,7 +42,7 @@ def other_version(served_model, db):
     data = load_dataset()
     Assessment.objects.bulk_create(
         Assessment(
-            interface="rest",
+            interface=Interface.REST,
             features={f.key: None if x != x else float(x) for f, x in zip(FEATURES, data.X[i], strict=True)},
             risk=0.5,
             band="high",

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from ml_engine.models import Interface
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURE_KEYS, WARNING_CODES
 from ml_engine.services import clinical_warnings, predict
 from tests.samples import PERSON
@@ -15,7 +16,7 @@ def sigmoid(x: float) -> float:
 
 
 def test_points_are_exact_against_the_baseline_person(served_model):
-    prediction = predict(features=PERSON)
+    prediction = predict(features=PERSON, interface=Interface.REST)
     baseline = served_model.metadata["baseline"]["logit"]
     # The additive model: the baseline log-odds plus the contributions is the person's log-odds ...
     assert sigmoid(baseline + sum(prediction.contributions.values())) == pytest.approx(prediction.risk, abs=1e-9)
@@ -42,7 +43,7 @@ def test_clinical_cut_offs(changes, codes):
 
 
 def test_every_interface_carries_clinical_warnings(served_model):
-    prediction = predict(features={**PERSON, "glucose": 550})
+    prediction = predict(features={**PERSON, "glucose": 550}, interface=Interface.REST)
     assert "clinical:glucose_diagnostic" in prediction.warnings
     assert "extrapolated:glucose" in prediction.warnings  # 550 is also beyond the training data
     assert set(prediction.warnings) <= set(WARNING_CODES)
@@ -71,6 +72,10 @@ def test_a_batch_explains_each_person_as_one_prediction_does(served_model):
     from ml_engine.services import predict_many
 
     people = [PERSON, {**PERSON, "glucose": 250, "blood_pressure": 125}, {"age": 110}]
-    for one, many in zip((predict(features=p) for p in people), predict_many(instances=people), strict=True):
+    for one, many in zip(
+        (predict(features=p, interface=Interface.REST) for p in people),
+        predict_many(instances=people, interface=Interface.REST),
+        strict=True,
+    ):
         assert many.warnings == one.warnings
         assert many.points == pytest.approx(one.points, abs=1e-9)

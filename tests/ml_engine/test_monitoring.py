@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from ml_engine import monitoring, services
-from ml_engine.models import Assessment, PredictionCount
+from ml_engine.models import Assessment, Interface, PredictionCount
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.tally import MAX_PENDING_KEYS, Tally, tally
 
@@ -112,9 +112,9 @@ def test_the_study_reference_is_the_768_women_in_deciles():
 def test_every_interface_is_counted_by_day_band_and_risk_tenth(served_model):
     tally.reset()
     person = {"glucose": 148, "bmi": 33.6, "age": 50}
-    one = services.predict(features=person, interface="form")
-    services.predict_many(instances=[person, {"glucose": 85, "age": 22}], interface="rest")
-    batch = services.predict_risks(matrix=np.array([[1, 85, 66, 29, 94, 26.6, 0.351, 31]] * 3), interface="v2")
+    one = services.predict(features=person, interface=Interface.FORM)
+    services.predict_many(instances=[person, {"glucose": 85, "age": 22}], interface=Interface.REST)
+    batch = services.predict_risks(matrix=np.array([[1, 85, 66, 29, 94, 26.6, 0.351, 31]] * 3), interface=Interface.V2)
     assert PredictionCount.objects.count() == 0  # nothing is written by a prediction itself
     assert tally.flush() > 0
     rows = {
@@ -126,7 +126,7 @@ def test_every_interface_is_counted_by_day_band_and_risk_tenth(served_model):
     assert rows[("v2", services.band_for(float(batch.risks[0]), served_model.bands), v2_tenth)] == 3
     assert set(PredictionCount.objects.values_list("model_version", flat=True)) == {served_model.version}
     # A second flush adds to the same rows.
-    services.predict(features=person, interface="form")
+    services.predict(features=person, interface=Interface.FORM)
     tally.flush()
     assert PredictionCount.objects.get(interface="form", risk_tenth=int(one.risk * 10)).count == 2
     report = monitoring.served(days=30, now=timezone.now())

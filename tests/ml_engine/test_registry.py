@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ml_engine import registry, services
-from ml_engine.models import ModelActivation, ModelArtifact, ModelVersion
+from ml_engine.models import Interface, ModelActivation, ModelArtifact, ModelVersion
 from ml_engine.registry import (
     ArtifactError,
     ModelUnavailable,
@@ -22,7 +22,7 @@ def test_no_active_model_says_what_to_do(db):
     ModelVersion.objects.update(is_active=False)
     active_model.reset()
     with pytest.raises(ModelUnavailable, match=r"manage\.py train"):
-        services.predict(features={"glucose": 100})
+        services.predict(features={"glucose": 100}, interface=Interface.REST)
 
 
 def test_artifact_from_another_sklearn_version_is_refused(served_model):
@@ -130,7 +130,10 @@ def test_serving_never_reads_the_training_csv(served_model, monkeypatch, tmp_pat
     active_model.reset()
     served = active_model.get()
     assert served.version == served_model.version and served.model.fast is not None
-    assert services.predict_many(instances=[{"glucose": 120}])[0].model_version == served_model.version
+    assert (
+        services.predict_many(instances=[{"glucose": 120}], interface=Interface.REST)[0].model_version
+        == served_model.version
+    )
 
 
 def test_export_writes_the_artifact_and_its_metadata(served_model, tmp_path):

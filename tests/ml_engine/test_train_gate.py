@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from sklearn.base import clone
 
 from ml_engine import services
-from ml_engine.models import Assessment, ModelVersion
+from ml_engine.models import Assessment, Interface, ModelVersion
 from ml_engine.schema import FEATURES
 from ml_engine.training import load_dataset
 from tests.samples import PERSON
@@ -25,7 +25,7 @@ def poison(rows: int = 600) -> None:
     data = load_dataset()
     Assessment.objects.bulk_create(
         Assessment(
-            interface="rest",
+            interface=Interface.REST,
             features={f.key: None if x != x else float(x) for f, x in zip(FEATURES, data.X[i], strict=True)},
             risk=0.5,
             band="high",
@@ -76,10 +76,14 @@ def test_force_activates_and_is_recorded(served_model):
 def test_an_honest_retrain_activates_and_reports_where_rows_came_from(served_model, django_user_model):
     staff = services.Recorder(source="staff", name="staff:nurse")
     for recorder, outcome in ((KEY, 1), (staff, 0)):
-        assessment = services.assessment_create(prediction=services.predict(features=PERSON), interface="rest")
+        assessment = services.assessment_create(
+            prediction=services.predict(features=PERSON, interface=Interface.REST), interface=Interface.REST
+        )
         services.assessment_record_outcome(public_id=assessment.public_id, outcome=outcome, recorder=recorder)
     # An outcome of unknown origin (recorded before keys existed) is left out.
-    legacy = services.assessment_create(prediction=services.predict(features=PERSON), interface="rest")
+    legacy = services.assessment_create(
+        prediction=services.predict(features=PERSON, interface=Interface.REST), interface=Interface.REST
+    )
     Assessment.objects.filter(pk=legacy.pk).update(outcome=1, outcome_source="unverified")
     out = io.StringIO()
     call_command("train", "--quick", "--from-db", stdout=out)

@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_engine.comparison import BOOTSTRAP_DRAWS, COMPARE_LIMIT, Comparison, versions_compare
 from ml_engine.evaluation import Interval
-from ml_engine.models import ModelVersion
 from ml_engine.registry import ArtifactError, export_version, import_version, load_version
+from ml_engine.selectors import model_version_list
 
 
 def _ece(metrics: dict) -> str:
@@ -79,7 +79,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def list_versions(self) -> None:
-        rows = list(ModelVersion.objects.order_by("created_at"))
+        rows = model_version_list()
         if not rows:
             self.stdout.write("No model versions. Run `python manage.py train`.")
             return

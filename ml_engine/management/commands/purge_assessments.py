@@ -6,14 +6,12 @@ confirmation first, or needs ``--yes`` when nobody is at a terminal; the schedul
 retention setting never asks (README: "Commands")."""
 
 import sys
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
-from ml_engine.models import Assessment
+from ml_engine.selectors import assessment_count
 from ml_engine.services import assessments_purge, prediction_counts_purge
 
 
@@ -29,8 +27,8 @@ class Command(BaseCommand):
         days = settings.ASSESSMENT_RETENTION_DAYS if days is None else days
         if days < 0:
             raise CommandError("--days must be 0 or more.")
-        total = Assessment.objects.count()
-        doomed = Assessment.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)).count()
+        total = assessment_count()
+        doomed = assessment_count(older_than_days=days)
         if explicit and doomed == total and doomed > 0 and not yes:
             question = f"This deletes all {doomed} stored assessments and their outcomes. Type 'yes' to continue: "
             if not sys.stdin.isatty():
