@@ -159,6 +159,15 @@ async def readyz(request: HttpRequest) -> JsonResponse:
         body["checks"] = checks
         if active_model.current is not None:
             body["model_version"] = active_model.current.version
+        plan = active_model.plan
+        if plan.shadow_version or plan.canary_version:
+            # README: "Model registry": what serves beside the active version here, and why not if not.
+            body["serving_plan"] = {
+                "shadow": plan.shadow.version if plan.shadow else None,
+                "canary": plan.canary.version if plan.canary else None,
+                "canary_share": plan.canary_share,
+                "errors": [_scrub(error) for error in plan.errors],
+            }
     return JsonResponse(body, status=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
 

@@ -74,7 +74,7 @@ def main() -> int:
     served, rows = prepare(work)
     from ml_engine.schema import FEATURE_KEYS
 
-    from . import attacks, inference, mlserver, report
+    from . import attacks, inference, mlserver, report, shadow
 
     started = time.monotonic()
     only = {arg.removeprefix("--only=") for arg in sys.argv[1:] if arg.startswith("--only=")}
@@ -89,6 +89,7 @@ def main() -> int:
             ("mlserver", lambda work: mlserver.run(work=work, version=served.version, rows=rows, keys=keys)),
             *report.live_sections(),
             ("attacks", lambda work: attacks.run(work=work)),
+            ("shadow", lambda work: shadow.run(work=work)),
         ]
         for name, run_section in runs:
             if wanted(name):

@@ -34,7 +34,13 @@ from rest_framework.utils import json as strict_json
 from ml_engine import metrics
 from ml_engine.registry import ModelUnavailable
 from ml_engine.schema import FEATURE_KEYS, FeatureValidationError
-from ml_engine.services import Prediction, live_prediction_inline, live_state_merge, predict_live
+from ml_engine.services import (
+    Prediction,
+    live_prediction_inline,
+    live_session_assign,
+    live_state_merge,
+    predict_live,
+)
 from project.asgi_types import ASGIApp, Receive, Scope, Send
 
 from .boards import (
@@ -107,6 +113,9 @@ class LivePredictConsumer:
         self._finished = False
         self._flood = FloodGuard(rate=FLOOD_RATE, burst=FLOOD_BURST, close_after=FLOOD_CLOSE_AFTER)
         self._publisher: BoardPublisher | None = None
+        # README: "Model registry": drawn once, so the canary or the active version answers this
+        # socket for its whole life.
+        self._canary = live_session_assign()
 
     async def run(self, receive: Receive) -> None:
         """The socket's life: accept, read frames until either side closes, then ``_finish``."""
@@ -170,7 +179,7 @@ class LivePredictConsumer:
             return
         if self._pending is None or self._answering is not None or not self._open:
             return  # nothing new, or the answering task will take it
-        if verdict is Verdict.OK and not self._flood.limited and live_prediction_inline():
+        if verdict is Verdict.OK and not self._flood.limited and live_prediction_inline(canary=self._canary):
             # A calm client and the folded model: answer now, without a task switch (README:
             # "Live predictions (WebSocket)"). Nothing here suspends, so nothing can overtake it.
             seq, state = self._pending
@@ -236,7 +245,7 @@ class LivePredictConsumer:
 
     async def _answer(self, seq: int, state: dict[str, float | None]) -> None:
         try:
-            prediction = await predict_live(features=state)
+            prediction = await predict_live(features=state, canary=self._canary)
         except ModelUnavailable as exc:
             await self._send_json({"type": "error", "seq": seq, "code": "model_unavailable", "detail": str(exc)})
             return

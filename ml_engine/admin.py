@@ -1,11 +1,12 @@
-"""The admin (staff only): model versions, assessments and their outcome audit trail."""
+"""The admin (staff only): model versions, the serving plan's history, assessments and their
+outcome audit trail."""
 
 from django.contrib import admin
 from django.db.models import Model
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange
+from .models import Assessment, ModelActivation, ModelVersion, OutcomeChange, ServingPlan
 from .services import Recorder, assessment_record_outcome
 
 
@@ -33,6 +34,24 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions come from `manage.py train`
+
+
+@admin.register(ServingPlan)
+class ServingPlanAdmin(admin.ModelAdmin):
+    """The shadow and canary changes, newest first; read only: they are made with `manage.py shadow`,
+    `canary` and `activate` (README: "Model registry")."""
+
+    list_display = ["changed_at", "changed_by", "shadow_version", "canary_version", "canary_share", "note"]
+    readonly_fields = [f.name for f in ServingPlan._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ServingPlan | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ServingPlan | None = None) -> bool:
+        return False
 
 
 class OutcomeChangeInline(admin.TabularInline):

@@ -1,6 +1,13 @@
 """Prometheus metrics of the prediction service, exported at /metrics (one set per process)."""
 
-from prometheus_client import Counter, Gauge, Histogram
+import bisect
+import math
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from .models import Interface
 
@@ -66,3 +73,117 @@ for _kind in ("live", "kiosk"):
 def set_active_version(version: str) -> None:
     ACTIVE_MODEL.clear()
     ACTIVE_MODEL.labels(version).set(1)
+
+
+# README: "Model registry" (shadow and canary). Bounded by construction: four interfaces, two
+# roles, and numbers about how two versions agree -- never an input, never a person.
+INTERFACE_NAMES = tuple(str(interface.value) for interface in Interface)
+
+
+class ShadowAgreement:
+    """How the shadow version agrees with the version that answered, per interface: a histogram
+    of |served risk - shadow risk| and a counter of band flips. A collector of its own so a batch
+    is counted in a few array operations, not one observation per row."""
+
+    BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bounds = list(self.BOUNDS)
+        self._edges = np.array(self.BOUNDS)
+        self._counts = {interface: [0] * (len(self.BOUNDS) + 1) for interface in INTERFACE_NAMES}
+        self._sums = dict.fromkeys(INTERFACE_NAMES, 0.0)
+        self._flips = dict.fromkeys(INTERFACE_NAMES, 0)
+        self._skipped = dict.fromkeys(INTERFACE_NAMES, 0)
+
+    def observe_one(self, interface: str, difference: float, flipped: bool) -> None:
+        slot = bisect.bisect_left(self._bounds, difference)
+        with self._lock:
+            self._counts[interface][slot] += 1
+            self._sums[interface] += difference
+            self._flips[interface] += flipped
+
+    def observe_many(self, interface: str, differences: np.ndarray, flips: int) -> None:
+        slots = np.bincount(
+            np.searchsorted(self._edges, differences, side="left"),
+            minlength=len(self._bounds) + 1,
+        )
+        total = float(differences.sum())
+        with self._lock:
+            counts = self._counts[interface]
+            for slot, n in enumerate(slots.tolist()):
+                counts[slot] += n
+            self._sums[interface] += total
+            self._flips[interface] += flips
+
+    def skip(self, interface: str, rows: int = 1) -> None:
+        """Predictions the shadow did not score: it has no fast path (README: "Model registry")."""
+        with self._lock:
+            self._skipped[interface] += rows
+
+    def collect(self) -> Iterator[Metric]:
+        difference = HistogramMetricFamily(
+            "diabetes_shadow_risk_difference",
+            "|served risk - shadow risk| for each prediction the shadow version scored, by interface.",
+            labels=["interface"],
+        )
+        flips = CounterMetricFamily(
+            "diabetes_shadow_band_flips",
+            "Predictions whose band the shadow version would have given differently, by interface.",
+            labels=["interface"],
+        )
+        skipped = CounterMetricFamily(
+            "diabetes_shadow_skipped",
+            "Predictions the shadow version did not score because it has no fast path, by interface.",
+            labels=["interface"],
+        )
+        with self._lock:
+            for interface in INTERFACE_NAMES:
+                cumulative, buckets = 0, []
+                for bound, n in zip([*self._bounds, math.inf], self._counts[interface], strict=True):
+                    cumulative += n
+                    buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+                difference.add_metric([interface], buckets, self._sums[interface])
+                flips.add_metric([interface], self._flips[interface])
+                skipped.add_metric([interface], self._skipped[interface])
+        yield difference
+        yield flips
+        yield skipped
+
+    def reset(self) -> None:
+        """Back to zero (tests)."""
+        with self._lock:
+            self._counts = {interface: [0] * (len(self.BOUNDS) + 1) for interface in INTERFACE_NAMES}
+            self._sums = dict.fromkeys(INTERFACE_NAMES, 0.0)
+            self._flips = dict.fromkeys(INTERFACE_NAMES, 0)
+            self._skipped = dict.fromkeys(INTERFACE_NAMES, 0)
+
+
+SHADOW = ShadowAgreement()
+REGISTRY.register(SHADOW)
+
+CANARY_PREDICTIONS = Counter(
+    "diabetes_canary_predictions_total",
+    "Predictions answered by the canary version (a batch counts each row), by interface.",
+    ["interface"],
+)
+SERVING_PLAN = Gauge(
+    "diabetes_serving_plan_info",
+    "The shadow and canary versions this process has loaded (value 1), by role.",
+    ["role", "version"],
+)
+CANARY_SHARE = Gauge(
+    "diabetes_canary_share",
+    "The share of new live sessions and REST/V2 requests the canary answers (0 without a canary).",
+)
+for _interface in Interface:
+    CANARY_PREDICTIONS.labels(_interface)
+
+
+def set_serving_plan(*, shadow: str | None, canary: str | None, share: float) -> None:
+    SERVING_PLAN.clear()
+    if shadow:
+        SERVING_PLAN.labels("shadow", shadow).set(1)
+    if canary:
+        SERVING_PLAN.labels("canary", canary).set(1)
+    CANARY_SHARE.set(share if canary else 0.0)

@@ -73,6 +73,28 @@ class ModelActivation(models.Model):
         return f"{self.model_version.version} at {self.activated_at:%Y-%m-%d %H:%M:%S}"
 
 
+class ServingPlan(models.Model):
+    """Who besides the active version takes part in serving: a shadow that scores every prediction
+    unseen, and a canary that answers a share of new sessions and requests (README: "Model
+    registry"). Never edited: each change is a new row, so the newest row is the plan in force and
+    the older ones are its history (who, when)."""
+
+    changed_at = models.DateTimeField(db_index=True)
+    changed_by = models.CharField(max_length=200)
+    shadow_version = models.CharField(max_length=64, blank=True, default="")
+    canary_version = models.CharField(max_length=64, blank=True, default="")
+    canary_share = models.FloatField(default=0.0)
+    note = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+
+    def __str__(self) -> str:
+        shadow = self.shadow_version or "none"
+        canary = f"{self.canary_version} at {self.canary_share:.0%}" if self.canary_version else "none"
+        return f"shadow {shadow}, canary {canary} ({self.changed_at:%Y-%m-%d %H:%M:%S} by {self.changed_by})"
+
+
 class Assessment(models.Model):
     """A stored prediction from the form or the REST API. Holds health data: see the retention
     setting and `purge_assessments`. WebSocket keystroke predictions are not stored.
@@ -92,7 +114,10 @@ class Assessment(models.Model):
     risk = models.FloatField()
     band = models.CharField(max_length=16)
     label = models.PositiveSmallIntegerField()
-    model_version = models.CharField(max_length=64)
+    model_version = models.CharField(max_length=64, help_text="The version that answered (the canary's, if it did).")
+    # README: "Model registry" (shadow): the shadow version's risk for the same inputs, never shown.
+    shadow_version = models.CharField(max_length=64, blank=True, default="")
+    shadow_risk = models.FloatField(null=True, blank=True)
     outcome = models.PositiveSmallIntegerField(null=True, blank=True, choices=[(0, "no diabetes"), (1, "diabetes")])
     outcome_recorded_at = models.DateTimeField(null=True, blank=True)
     # Who recorded the outcome: only key- and staff-recorded outcomes feed `train --from-db`.

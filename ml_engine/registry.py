@@ -7,7 +7,10 @@ once, checks their sha256 and unpickles exactly those bytes; every way that can 
 ``ArtifactError``. ``MODEL_DIR`` is only where ``manage.py models export`` writes a version and
 ``models import`` reads one. Each process loads the active model once and keeps it; a watcher
 thread notices when another process activates a different version and swaps it in. A version that
-fails to load or to verify never replaces a working model.
+fails to load or to verify never replaces a working model. The same watcher follows the serving
+plan (``ServingPlan``: a shadow that scores every prediction unseen, a canary that answers a share
+of sessions and requests), loading those versions exactly as the active one; a version that fails
+to load never serves, and the error stays visible in ``plan.errors``, `models` and /readyz.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from django.db import close_old_connections, connection, transaction
 from sklearn.pipeline import Pipeline
 
 from .inference import AdditiveModel, check_rows
-from .metrics import set_active_version
-from .models import ModelArtifact, ModelVersion
+from .metrics import set_active_version, set_serving_plan
+from .models import ModelArtifact, ModelVersion, ServingPlan
 from .schema import FEATURE_KEYS
 
 logger = logging.getLogger(__name__)
@@ -250,11 +253,30 @@ def import_version(*, path: Path) -> ModelVersion:
     return record
 
 
+@dataclass(frozen=True)
+class PlanInForce:
+    """The shadow and canary a process serves beside the active version (README: "Model
+    registry"). Replaced whole, never changed, so a reader needs no lock."""
+
+    shadow: ServedModel | None = None
+    canary: ServedModel | None = None
+    canary_share: float = 0.0
+    plan_id: int | None = None
+    shadow_version: str = ""  # as asked, even when it failed to load
+    canary_version: str = ""
+    asked_share: float = 0.0
+    errors: tuple[str, ...] = ()
+
+
+NO_PLAN = PlanInForce()
+
+
 class ActiveModel:
-    """The process-wide holder of the served model."""
+    """The process-wide holder of the served model, and of the serving plan beside it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._plan: PlanInForce = NO_PLAN
         self._served: ServedModel | None = None
         self._error: str | None = None
         self._failed: tuple[str, str] | None = None
@@ -264,6 +286,11 @@ class ActiveModel:
     def current(self) -> ServedModel | None:
         """The loaded model without touching the database (None before the first load)."""
         return self._served
+
+    @property
+    def plan(self) -> PlanInForce:
+        """The shadow and canary in force in this process (NO_PLAN before the first load)."""
+        return self._plan
 
     @property
     def error(self) -> str | None:
@@ -280,30 +307,98 @@ class ActiveModel:
         return served
 
     def refresh(self) -> ServedModel | None:
-        """Serve the version the database marks active, if it is not served yet and it loads."""
+        """Serve the version the database marks active, if it is not served yet and it loads, and
+        follow the serving plan."""
         with self._lock:
-            record = ModelVersion.objects.filter(is_active=True).first()
+            # The plan is read before the active version: `activate` changes both in one
+            # transaction, and this order never pairs the new plan (canary ended) with the old
+            # active version, which would send a canary's sessions back to it for a moment.
+            self._follow_plan()
+            return self._follow_active()
+
+    def _follow_plan(self) -> None:
+        fields = ("pk", "shadow_version", "canary_version", "canary_share")
+        row = ServingPlan.objects.order_by("-pk").values_list(*fields).first()
+        if row is None:
+            if self._plan.plan_id is not None:
+                self._set_plan(NO_PLAN)
+            return
+        plan_id, shadow_version, canary_version, share = row
+        seen = self._plan
+        if row == (seen.plan_id, seen.shadow_version, seen.canary_version, seen.asked_share):
+            return  # unchanged; a version that failed stays refused until the plan changes
+        errors: list[str] = []
+        shadow = self._load_role("shadow", shadow_version, errors)
+        canary = self._load_role("canary", canary_version, errors)
+        self._set_plan(
+            PlanInForce(
+                shadow=shadow,
+                canary=canary,
+                canary_share=float(share) if canary is not None else 0.0,
+                plan_id=plan_id,
+                shadow_version=shadow_version,
+                canary_version=canary_version,
+                asked_share=share,
+                errors=tuple(errors),
+            )
+        )
+
+    def _load_role(self, role: str, version: str, errors: list[str]) -> ServedModel | None:
+        """The loaded and verified ``version`` for ``role``, reusing one this process already holds."""
+        if not version:
+            return None
+        for held in (self._served, self._plan.shadow, self._plan.canary):
+            if held is not None and held.version == version:
+                return held
+        record = ModelVersion.objects.filter(version=version).first()
+        try:
             if record is None:
-                if self._served is None:
-                    self._error = "No model is active. Run `python manage.py train`."
-                return self._served
-            if self._served is not None and self._served.version == record.version:
-                self._error = None
-                return self._served
-            if self._failed == (record.version, record.artifact_sha256):
-                return self._served  # already refused; the error stands until something changes
-            try:
-                served = load_version(record)
-            except ArtifactError as exc:
-                self._failed = (record.version, record.artifact_sha256)
-                self._error = str(exc)
-                if self._served is not None:
-                    logger.error("%s Still serving %s.", exc, self._served.version)
-                else:
-                    logger.error("%s", exc)
-                return self._served
-            self._install(served)
-            return served
+                raise ArtifactError(f"No model version {version!r}.")
+            return load_version(record)
+        except ArtifactError as exc:
+            message = f"The {role} version does not serve: {exc}"
+            errors.append(message)
+            logger.error("%s", message)
+            return None
+
+    def _set_plan(self, plan: PlanInForce) -> None:
+        previous, self._plan = self._plan, plan
+        shadow, canary = plan.shadow, plan.canary
+        if (previous.shadow, previous.canary, previous.canary_share) != (shadow, canary, plan.canary_share):
+            logger.info(
+                "Serving plan: shadow %s, canary %s.",
+                shadow.version if shadow else "none",
+                f"{canary.version} for {plan.canary_share:.1%} of new sessions and requests" if canary else "none",
+            )
+        set_serving_plan(
+            shadow=shadow.version if shadow else None,
+            canary=canary.version if canary else None,
+            share=plan.canary_share,
+        )
+
+    def _follow_active(self) -> ServedModel | None:
+        record = ModelVersion.objects.filter(is_active=True).first()
+        if record is None:
+            if self._served is None:
+                self._error = "No model is active. Run `python manage.py train`."
+            return self._served
+        if self._served is not None and self._served.version == record.version:
+            self._error = None
+            return self._served
+        if self._failed == (record.version, record.artifact_sha256):
+            return self._served  # already refused; the error stands until something changes
+        try:
+            served = load_version(record)
+        except ArtifactError as exc:
+            self._failed = (record.version, record.artifact_sha256)
+            self._error = str(exc)
+            if self._served is not None:
+                logger.error("%s Still serving %s.", exc, self._served.version)
+            else:
+                logger.error("%s", exc)
+            return self._served
+        self._install(served)
+        return served
 
     def install(self, served: ServedModel) -> None:
         """Serve an already loaded and verified model (the process that activated it)."""
@@ -320,9 +415,10 @@ class ActiveModel:
         set_active_version(served.version)
 
     def reset(self) -> None:
-        """Forget the loaded model (tests, and after the database is replaced)."""
+        """Forget the loaded model and plan (tests, and after the database is replaced)."""
         with self._lock:
             self._served, self._error, self._failed = None, None, None
+            self._set_plan(NO_PLAN)
 
     def start_watcher(self, interval: float) -> None:
         """Poll the database every ``interval`` s so an `activate` anywhere reaches this process."""

@@ -5,8 +5,10 @@ in ``ml_engine.selectors``."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import math
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +24,7 @@ from django.utils import timezone
 
 from . import metrics
 from .inference import additive_terms, feature_groups
-from .models import Assessment, Interface, ModelActivation, ModelVersion, OutcomeChange, PredictionCount
+from .models import Assessment, Interface, ModelActivation, ModelVersion, OutcomeChange, PredictionCount, ServingPlan
 from .registry import (
     ARTIFACT_NAME,
     ArtifactError,
@@ -67,6 +69,9 @@ class Prediction:
     model_name: str
     model_version: str
     features: dict[str, float | None] = field(repr=False)
+    # README: "Model registry" (shadow): stored with an assessment, never in any reply.
+    shadow_version: str = field(default="", repr=False)
+    shadow_risk: float | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,7 +112,11 @@ def clinical_warnings(cleaned: Mapping[str, float | None]) -> list[str]:
 
 
 def _explain(
-    served: ServedModel, cleaned: dict[str, float | None], risk: float, contributions: Iterable[float]
+    served: ServedModel,
+    cleaned: dict[str, float | None],
+    risk: float,
+    contributions: Iterable[float],
+    shadow: tuple[str, float | None] = ("", None),
 ) -> Prediction:
     ranges = served.training_ranges
     warnings = [
@@ -128,25 +137,126 @@ def _explain(
         model_name=served.name,
         model_version=served.version,
         features=cleaned,
+        shadow_version=shadow[0],
+        shadow_risk=shadow[1],
     )
 
 
 def predict(*, features: Mapping[str, Any], interface: Interface) -> Prediction:
     """Risk for one person. Raises FeatureValidationError (per-field messages) on bad input and
-    ModelUnavailable when no model can serve."""
+    ModelUnavailable when no model can serve. A REST request may be answered by the canary (its
+    share of requests); the form is always answered by the active version."""
     started = time.perf_counter()
     try:
         cleaned = clean_features(features)
     except FeatureValidationError:
         metrics.INVALID_INPUTS.labels(interface).inc()
         raise
-    return _predict_cleaned(cleaned, interface=interface, started=started)
+    return _predict_cleaned(cleaned, interface=interface, started=started, served=_answering(interface))
 
 
-def _predict_cleaned(cleaned: dict[str, float | None], *, interface: Interface, started: float) -> Prediction:
-    served = active_model.get()
-    risk, contributions = served.model.predict_one([cleaned[key] for key in FEATURE_KEYS])
-    prediction = _explain(served, cleaned, risk, contributions)
+# README: "Model registry" (shadow and canary): which version answers, and the shadow beside it.
+CANARY_REQUEST_INTERFACES = (Interface.REST, Interface.V2)  # per request; live sessions draw once (live_session_assign)
+
+
+def _answering(interface: Interface) -> ServedModel:
+    """The version that answers one request: the canary for its share of REST and V2 requests,
+    otherwise the active version. Raises ModelUnavailable when no model can serve."""
+    served = active_model.get()  # first: it loads the plan too in a process that has none yet
+    plan = active_model.plan
+    if plan.canary is not None and interface in CANARY_REQUEST_INTERFACES and random.random() < plan.canary_share:
+        return plan.canary
+    return served
+
+
+def _session_model(canary: str | None) -> ServedModel:
+    """The version that answers a live session: its canary while that version is still the canary."""
+    if canary is not None:
+        current = active_model.plan.canary
+        if current is not None and current.version == canary:
+            return current
+    return active_model.get()
+
+
+def canary_draw() -> str | None:
+    """Whether a new live session (or one request) is answered by the canary: its version, drawn
+    with the canary's share, or None for the active version."""
+    plan = active_model.plan
+    if plan.canary is None or random.random() >= plan.canary_share:
+        return None
+    return plan.canary.version
+
+
+def live_session_assign() -> str | None:
+    """Draw once, when a live session opens, which version answers it for its whole life (README:
+    "Model registry"): the canary's version, or None for the active version. The session passes
+    it to every ``predict_live``; while that version stays the canary, it answers. Memory only:
+    safe on the event loop."""
+    return canary_draw()
+
+
+def _shadow_one(
+    served: ServedModel, values: list, risk: float, band: str, interface: Interface
+) -> tuple[str, float | None]:
+    """The shadow version and its risk for one person ("", None without a shadow), and its
+    agreement with the answer counted. A shadow without a fast path is not scored: it would cost
+    milliseconds in the answer (README: "Model registry")."""
+    shadow = active_model.plan.shadow
+    if shadow is None:
+        return "", None
+    fast = shadow.model.fast
+    if fast is None:
+        metrics.SHADOW.skip(interface)
+        return "", None
+    shadow_risk = fast.predict_one(values)[0]
+    metrics.SHADOW.observe_one(interface, abs(risk - shadow_risk), band_for(shadow_risk, shadow.bands) != band)
+    return shadow.version, shadow_risk
+
+
+def _band_names(risks: numpy.ndarray, bands: Mapping[str, Sequence[float]]) -> numpy.ndarray:
+    """``band_for`` over an array."""
+    names = numpy.full(len(risks), max(bands.items(), key=lambda item: item[1][1])[0], dtype=object)
+    for name, (low, high) in reversed(list(bands.items())):  # the first band that fits wins, as in band_for
+        names[(low <= risks) & (risks < high)] = name
+    return names
+
+
+def _shadow_matrix(
+    served: ServedModel, X: numpy.ndarray, risks: numpy.ndarray, interface: Interface
+) -> tuple[str, Any]:
+    """The shadow version and its risks for every row of ``X`` in one vectorised call ("", None
+    without a shadow or without a fast path), and their agreement with ``risks`` counted."""
+    shadow = active_model.plan.shadow
+    if shadow is None:
+        return "", None
+    fast = shadow.model.fast
+    if fast is None:
+        metrics.SHADOW.skip(interface, len(X))
+        return "", None
+    if len(X) == 1:  # one row: the scalar path costs a few µs where NumPy's calls cost tens
+        values = [None if v != v else v for v in X[0].tolist()]
+        shadow_risk = fast.predict_one(values)[0]
+        risk = float(risks[0])
+        flipped = band_for(shadow_risk, shadow.bands) != band_for(risk, served.bands)
+        metrics.SHADOW.observe_one(interface, abs(risk - shadow_risk), flipped)
+        return shadow.version, numpy.array([shadow_risk])
+    shadow_risks, _ = fast.predict_matrix(X, contributions=False)
+    flips = int(numpy.count_nonzero(_band_names(shadow_risks, shadow.bands) != _band_names(risks, served.bands)))
+    metrics.SHADOW.observe_many(interface, numpy.abs(risks - shadow_risks), flips)
+    return shadow.version, shadow_risks
+
+
+def _predict_cleaned(
+    cleaned: dict[str, float | None], *, interface: Interface, started: float, served: ServedModel | None = None
+) -> Prediction:
+    served = served if served is not None else active_model.get()
+    values = [cleaned[key] for key in FEATURE_KEYS]
+    risk, contributions = served.model.predict_one(values)
+    band = band_for(risk, served.bands)
+    shadow = _shadow_one(served, values, risk, band, interface)
+    prediction = _explain(served, cleaned, risk, contributions, shadow)
+    if served is not active_model.current:
+        metrics.CANARY_PREDICTIONS.labels(interface).inc()
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc()
     tally.add(interface=interface, model_version=served.version, band=prediction.band, risk=risk)
@@ -176,8 +286,9 @@ def live_state_merge(*, state: Mapping[str, float | None], update: Mapping[str, 
         raise
 
 
-async def predict_live(*, features: dict[str, float | None]) -> Prediction | None:
+async def predict_live(*, features: dict[str, float | None], canary: str | None = None) -> Prediction | None:
     """Risk for a state returned by ``live_state_merge``; None when it has no value to predict from.
+    ``canary`` is the session's draw from ``live_session_assign``.
 
     With the folded model (a few µs) this runs inline on the event loop; otherwise (scikit-learn,
     or a first model load that reads the database) on the live inference threads. Raises
@@ -186,21 +297,24 @@ async def predict_live(*, features: dict[str, float | None]) -> Prediction | Non
     if all(value is None for value in features.values()):
         return None
     started = time.perf_counter()
-    if live_prediction_inline():
-        return _predict_cleaned(features, interface=Interface.WS, started=started)
+    if live_prediction_inline(canary=canary):
+        return _predict_cleaned(features, interface=Interface.WS, started=started, served=_session_model(canary))
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_live_pool, _predict_off_loop, features, started)
+    return await loop.run_in_executor(_live_pool, _predict_off_loop, features, started, canary)
 
 
-def live_prediction_inline() -> bool:
+def live_prediction_inline(*, canary: str | None = None) -> bool:
     """Whether ``predict_live`` answers without leaving the event loop (the folded model serves)."""
+    plan_canary = active_model.plan.canary
+    if canary is not None and plan_canary is not None and plan_canary.version == canary:
+        return plan_canary.model.fast is not None
     served = active_model.current
     return served is not None and served.model.fast is not None
 
 
-def _predict_off_loop(features: dict[str, float | None], started: float) -> Prediction:
+def _predict_off_loop(features: dict[str, float | None], started: float, canary: str | None = None) -> Prediction:
     try:
-        return _predict_cleaned(features, interface=Interface.WS, started=started)
+        return _predict_cleaned(features, interface=Interface.WS, started=started, served=_session_model(canary))
     finally:
         close_old_connections()  # a first model load may have opened a connection in this thread
 
@@ -225,8 +339,10 @@ def predict_many(*, instances: Sequence[Any], interface: Interface, contribution
     except FeatureValidationError:
         metrics.INVALID_INPUTS.labels(interface).inc()
         raise
-    served = active_model.get()
+    served = _answering(interface)
     risks, terms = served.model.predict_matrix(X, contributions=contributions)
+    shadow_version, shadow_risks = _shadow_matrix(served, X, risks, interface)
+    all_shadow = shadow_risks.tolist() if shadow_risks is not None else [None] * len(X)
     missing = numpy.isnan(X)
     ranges = numpy.array([served.training_ranges[key] for key in FEATURE_KEYS], dtype=float)
     with numpy.errstate(invalid="ignore"):
@@ -243,8 +359,16 @@ def predict_many(*, instances: Sequence[Any], interface: Interface, contribution
         else [None] * len(X)
     )
     predictions = []
-    for row, risk, label, row_terms, row_points, row_missing, row_outside in zip(
-        X.tolist(), risks.tolist(), labels, all_terms, all_points, missing.tolist(), outside.tolist(), strict=True
+    for row, risk, label, row_terms, row_points, row_missing, row_outside, shadow_risk in zip(
+        X.tolist(),
+        risks.tolist(),
+        labels,
+        all_terms,
+        all_points,
+        missing.tolist(),
+        outside.tolist(),
+        all_shadow,
+        strict=True,
     ):
         features = {
             key: None if gap else (int(value) if whole else value)
@@ -265,8 +389,12 @@ def predict_many(*, instances: Sequence[Any], interface: Interface, contribution
                 model_name=name,
                 model_version=version,
                 features=features,
+                shadow_version=shadow_version,
+                shadow_risk=shadow_risk,
             )
         )
+    if served is not active_model.current:
+        metrics.CANARY_PREDICTIONS.labels(interface).inc(len(predictions))
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(predictions))
     tally.add_risks(interface=interface, model_version=version, risks=risks, bands=bands)
@@ -283,13 +411,14 @@ class RiskBatch:
     model_version: str
 
 
-def predict_risks(*, matrix: numpy.ndarray, interface: Interface) -> RiskBatch:
+def predict_risks(*, matrix: numpy.ndarray, interface: Interface, canary: bool = True) -> RiskBatch:
     """Risks and labels only (no contributions, no per-row objects) for a float matrix of 1 to
     MAX_INSTANCES rows, columns in schema order: the V2 inference endpoint's service.
 
     Every value must be present and valid: refused cells raise FeatureValidationError keyed
     ``instances[i].<key>`` with ``value_error``'s words (at most 10 are named). The check is a
     few array operations when the matrix is valid. Raises ModelUnavailable when no model can serve.
+    The canary answers its share of calls unless ``canary`` is False (a version named by the caller).
     """
     started = time.perf_counter()
     X = numpy.asarray(matrix, dtype=float)
@@ -307,8 +436,11 @@ def predict_risks(*, matrix: numpy.ndarray, interface: Interface) -> RiskBatch:
             problem = value_error(feature, value) if value == value else None
             errors[f"instances[{i}].{feature.key}"] = [problem or f"{feature.label} is missing."]
         raise FeatureValidationError(errors)
-    served = active_model.get()
+    served = _answering(interface) if canary else active_model.get()
     risks, _ = served.model.predict_matrix(X, contributions=False)
+    _shadow_matrix(served, X, risks, interface)  # V2 stores nothing: the agreement metrics only
+    if served is not active_model.current:
+        metrics.CANARY_PREDICTIONS.labels(interface).inc(len(risks))
     metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
     metrics.PREDICTIONS.labels(interface).inc(len(risks))
     tally.add_risks(interface=interface, model_version=served.version, risks=risks, bands=served.bands)
@@ -328,6 +460,8 @@ def _assessment(prediction: Prediction, interface: Interface) -> Assessment:
         band=prediction.band,
         label=prediction.label,
         model_version=prediction.model_version,
+        shadow_version=prediction.shadow_version,
+        shadow_risk=prediction.shadow_risk,
     )
 
 
@@ -699,14 +833,20 @@ def model_ensure(*, progress: Callable[[str, int, int], None] | None = None) -> 
         return record.version, reason or "no model is active"
 
 
-def model_activate(*, version: str) -> ModelVersion:
-    """Make ``version`` the one every process serves. It is loaded and verified here first, so a
-    broken artifact is refused before any process could try it."""
+def _version_record(version: str) -> ModelVersion:
     try:
-        record = ModelVersion.objects.get(version=version)
+        return ModelVersion.objects.get(version=version)
     except ModelVersion.DoesNotExist:
         known = ", ".join(ModelVersion.objects.values_list("version", flat=True)[:10]) or "none"
         raise ArtifactError(f"No model version {version!r}; known versions: {known}.") from None
+
+
+def model_activate(*, version: str, changed_by: str = "") -> ModelVersion:
+    """Make ``version`` the one every process serves. It is loaded and verified here first, so a
+    broken artifact is refused before any process could try it. A shadow and a canary end in the
+    same transaction (README: "Model registry"): activating the canary's own version makes it
+    answer everyone, so its sessions see no change."""
+    record = _version_record(version)
     served = load_version(record)
     now = timezone.now()
     with transaction.atomic():
@@ -715,5 +855,81 @@ def model_activate(*, version: str) -> ModelVersion:
         record.activated_at = now
         record.save(update_fields=["is_active", "activated_at"])
         ModelActivation.objects.create(model_version=record, activated_at=now)
+        plan = serving_plan_get()
+        if plan is not None and (plan.shadow_version or plan.canary_version):
+            ServingPlan.objects.create(
+                changed_at=now, changed_by=changed_by or operator_name(), note=f"ended by activating {version}"
+            )
     active_model.install(served)
+    active_model.refresh()
     return record
+
+
+# README: "Model registry" (shadow and canary). Each change is a new ServingPlan row; every
+# process's registry watcher follows the newest within MODEL_WATCH_INTERVAL.
+
+
+def operator_name() -> str:
+    """Who runs a management command, for the plan's history."""
+    try:
+        return f"{getpass.getuser()} (manage.py)"[:200]
+    except (KeyError, OSError):  # no name for this uid, as in some containers
+        return "manage.py"
+
+
+def serving_plan_get() -> ServingPlan | None:
+    """The plan in force: the newest ServingPlan row (None before any)."""
+    return ServingPlan.objects.order_by("-pk").first()
+
+
+def serving_plan_history(*, limit: int = 20) -> list[ServingPlan]:
+    """The plan's changes, newest first."""
+    return list(ServingPlan.objects.order_by("-pk")[:limit])
+
+
+def _candidate(version: str, role: str) -> ServedModel:
+    """``version`` loaded and verified for ``role``; it may not be the active version."""
+    record = _version_record(version)
+    if record.is_active:
+        raise ArtifactError(f"Model version {version} is the active version; a {role} must be another version.")
+    return load_version(record)
+
+
+def _plan_change(*, changed_by: str, note: str, **fields: Any) -> ServingPlan:
+    with transaction.atomic():
+        current = ServingPlan.objects.select_for_update().order_by("-pk").first()
+        kept = {
+            "shadow_version": current.shadow_version if current else "",
+            "canary_version": current.canary_version if current else "",
+            "canary_share": current.canary_share if current else 0.0,
+        }
+        plan = ServingPlan.objects.create(
+            changed_at=timezone.now(), changed_by=changed_by or operator_name(), note=note, **{**kept, **fields}
+        )
+    active_model.refresh()
+    return plan
+
+
+def model_shadow(*, version: str | None, changed_by: str = "") -> tuple[ServingPlan, ServedModel | None]:
+    """Score every prediction with ``version`` too, unseen (None: stop). Loaded and verified here
+    first; raises ArtifactError for an unknown, broken or active version. Returns the new plan and
+    the loaded shadow (whose ``model.fast`` is None when it will not be scored: it has no fast path)."""
+    if version is None:
+        return _plan_change(changed_by=changed_by, note="shadow off", shadow_version=""), None
+    served = _candidate(version, "shadow")
+    return _plan_change(changed_by=changed_by, note=f"shadow {version}", shadow_version=version), served
+
+
+def model_canary(*, version: str | None, share: float = 0.0, changed_by: str = "") -> ServingPlan:
+    """Answer ``share`` (0 to 1) of new live sessions and REST/V2 requests with ``version`` (None:
+    stop; its sessions go back to the active version). A share of 0 sends no new sessions to it and
+    keeps the ones it has. Raises ArtifactError for an unknown, broken or active version and
+    ValueError for a share outside 0..1."""
+    if version is None:
+        return _plan_change(changed_by=changed_by, note="canary off", canary_version="", canary_share=0.0)
+    if not 0.0 <= share <= 1.0:  # NaN fails this too
+        raise ValueError(f"The canary's share must be from 0 to 1; got {share}.")
+    _candidate(version, "canary")
+    return _plan_change(
+        changed_by=changed_by, note=f"canary {version} at {share:g}", canary_version=version, canary_share=share
+    )

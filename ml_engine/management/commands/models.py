@@ -11,6 +11,7 @@ from ml_engine.comparison import BOOTSTRAP_DRAWS, COMPARE_LIMIT, Comparison, ver
 from ml_engine.evaluation import Interval
 from ml_engine.registry import ArtifactError, export_version, import_version, load_version
 from ml_engine.selectors import model_version_list
+from ml_engine.services import serving_plan_get
 
 
 def _ece(metrics: dict) -> str:
@@ -103,6 +104,30 @@ class Command(BaseCommand):
                 load_version(active)  # the same checks a serving process makes before it switches
             except ArtifactError as exc:
                 self.stdout.write(self.style.ERROR(f"\nThe active version does not load: {exc}"))
+        self.list_plan({r.version: r for r in rows})
+
+    def list_plan(self, records: dict[str, Any]) -> None:
+        """The shadow and canary in force (README: "Model registry"), checked as a process would."""
+        plan = serving_plan_get()
+        if plan is None or not (plan.shadow_version or plan.canary_version):
+            return
+        since = f"since {plan.changed_at:%Y-%m-%d %H:%M:%S} UTC, by {plan.changed_by}"
+        roles = []
+        if plan.shadow_version:
+            roles.append(("shadow", plan.shadow_version, f"Shadow: {plan.shadow_version} ({since})"))
+        if plan.canary_version:
+            share = f"{plan.canary_share:.1%} of new sessions and REST/V2 requests"
+            roles.append(("canary", plan.canary_version, f"Canary: {plan.canary_version} answers {share} ({since})"))
+        self.stdout.write("")
+        for role, version, line in roles:
+            self.stdout.write(line)
+            record = records.get(version)
+            try:
+                if record is None:
+                    raise ArtifactError(f"No model version {version!r} is stored.")
+                load_version(record)
+            except ArtifactError as exc:
+                self.stdout.write(self.style.ERROR(f"The {role} version does not load, so it does not serve: {exc}"))
 
     def print_comparison(self, c: Comparison) -> None:
         w = self.stdout.write
