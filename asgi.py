@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from api.asgi import PredictionRoute  # noqa: E402
 from live.routing import websocket_urlpatterns  # noqa: E402
 from ml_engine.registry import active_model  # noqa: E402
 from project.origin import OriginCheckMiddleware  # noqa: E402
@@ -22,12 +23,17 @@ from project.throttling import WebSocketConnectThrottle  # noqa: E402
 active_model.start_watcher(settings.MODEL_WATCH_INTERVAL)
 
 # The client address first (a trusted proxy's X-Forwarded-For, else the peer: README "Behind a
-# proxy"), then for sockets: the page's origin (scheme, host and port), connects per address.
+# proxy"); then the prediction endpoints, answered without Django's per-request thread hops
+# (README: "The request path"); then for sockets: the page's origin (scheme, host and port),
+# connects per address.
 application = TrustedProxyMiddleware(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": OriginCheckMiddleware(WebSocketConnectThrottle(URLRouter(websocket_urlpatterns))),
-        }
+    PredictionRoute(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": OriginCheckMiddleware(WebSocketConnectThrottle(URLRouter(websocket_urlpatterns))),
+            }
+        ),
+        django=django_asgi_app,
     )
 )

@@ -142,6 +142,12 @@ class FeaturesSerializer(StrictSerializer):
         except FeatureValidationError as exc:
             raise serializers.ValidationError(exc.errors) from None
 
+    def run_validators(self, value: Any) -> None:
+        # No validators and no read-only fields: the eight fields only describe the schema
+        # (OpenAPI), so they are not built for every request just to find nothing to run.
+        if self.validators:
+            super().run_validators(value)
+
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return {key: instance.get(key) for key in FEATURE_KEYS}
 

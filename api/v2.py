@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
@@ -26,7 +27,7 @@ from rest_framework.utils import json as strict_json
 
 from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
-from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, value_error
+from ml_engine.schema import FEATURE_KEYS, FEATURES, Feature, invalid_cells, value_error
 from ml_engine.services import MAX_INSTANCES, predict_risks
 from project import throttling
 
@@ -40,6 +41,7 @@ INPUT_DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("
 OUTPUTS: dict[str, tuple[str, np.dtype]] = {"risk": ("FP64", np.dtype("<f8")), "label": ("INT64", np.dtype("<i8"))}
 HEADER_LENGTH = "Inference-Header-Content-Length"
 COLUMNS = len(FEATURE_KEYS)
+_NUMBERS = frozenset({int, float})  # JSON numbers as parsed (bool is a type of its own)
 
 
 class V2Error(Exception):
@@ -176,19 +178,33 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise V2Error(f"Content-Encoding {encoding[:32]} is not supported; send the body uncompressed.")
-    header, binary = _split_body(request)
+    head, binary = _split_body(request)
+    header, strict = _parse_header(head)
     _served_version(version)  # a version in the path that is not served is a 404
-    rows, tensor_datatype = _features_tensor(header, binary)
+    try:
+        rows, tensor_datatype = _features_tensor(header, binary)
+    except V2Error:
+        if strict:
+            raise
+        # A refusal is worded from the strict parser's reading of the body, exactly as it always
+        # was (orjson reads integers past 64 bits as floats, which a message would show).
+        header, strict = _strict_header(head), True
+        rows, tensor_datatype = _features_tensor(header, binary)
     decision = await throttling.v2_rows.ahit(request.META.get("REMOTE_ADDR") or "", cost=len(rows))
     if not decision.allowed:  # rows per client address (README: "Throttles")
         wait = int(decision.wait + 0.999)
         response = _error(f"Too many rows from this address; try again in {wait} s.", 429)
         response["Retry-After"] = str(wait)
         return response
-    wanted = _requested_outputs(header)
+    try:
+        wanted = _requested_outputs(header)
+    except V2Error:
+        if strict:
+            raise
+        wanted = _requested_outputs(_strict_header(head))
     # A version named in the path is served as asked; otherwise the canary may answer (README:
     # "Model registry"), and model_version says who did.
-    batch = predict_risks(matrix=np.array(rows, dtype=float), interface=Interface.V2, canary=version is None)
+    batch = predict_risks(matrix=rows, interface=Interface.V2, canary=version is None)
     values = {"risk": batch.risks, "label": batch.labels}
     outputs, blobs = [], []
     for name, as_binary in wanted:
@@ -199,7 +215,7 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            tensor["data"] = values[name].tolist()
+            tensor["data"] = np.ascontiguousarray(values[name])
         outputs.append(tensor)
     body: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": batch.model_version}
     if "id" in header:
@@ -207,14 +223,27 @@ async def model_infer(request: HttpRequest, version: str | None = None) -> HttpR
     body["parameters"] = {"input_datatype": tensor_datatype}
     body["outputs"] = outputs
     if not blobs:
-        return JsonResponse(body)
-    head = json.dumps(body).encode()
+        return HttpResponse(_json_bytes(body), content_type="application/json")
+    head = _json_bytes(body)
     binary_response = HttpResponse(head + b"".join(blobs), content_type="application/octet-stream")
     binary_response[HEADER_LENGTH] = str(len(head))
     return binary_response
 
 
-def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """The reply's JSON, with tensors written straight from their arrays (orjson). An ``id`` that
+    is not plain ASCII is written by the standard library instead, which escapes it (a lone
+    surrogate a client sent cannot break the reply)."""
+    echoed = body.get("id")
+    if echoed is None or echoed.isascii():
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    for tensor in body["outputs"]:
+        if "data" in tensor:
+            tensor["data"] = tensor["data"].tolist()
+    return json.dumps(body).encode()
+
+
+def _split_body(request: HttpRequest) -> tuple[bytes, bytes]:
     """The JSON inference header and the binary tensor data after it (empty when there is none)."""
     try:
         raw = request.body
@@ -222,15 +251,30 @@ def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
         raise V2Error(f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.") from None
     length_header = request.headers.get(HEADER_LENGTH)
     if length_header is None:
-        head, binary = raw, b""
-    else:
-        text = length_header.strip()
-        # ASCII digits only ("²".isdigit() is true but int() refuses it), and short enough that
-        # int() is cheap: no body is longer than 12 digits of bytes.
-        if not (text.isascii() and text.isdigit() and len(text) <= 12) or int(text) > len(raw):
-            raise V2Error(f"{HEADER_LENGTH} must be the length of the JSON header within the body.")
-        length = int(text)
-        head, binary = raw[:length], raw[length:]
+        return raw, b""
+    text = length_header.strip()
+    # ASCII digits only ("²".isdigit() is true but int() refuses it), and short enough that
+    # int() is cheap: no body is longer than 12 digits of bytes.
+    if not (text.isascii() and text.isdigit() and len(text) <= 12) or int(text) > len(raw):
+        raise V2Error(f"{HEADER_LENGTH} must be the length of the JSON header within the body.")
+    length = int(text)
+    return raw[:length], raw[length:]
+
+
+def _parse_header(head: bytes) -> tuple[dict[str, Any], bool]:
+    """The inference header and whether the strict parser read it. orjson (strict JSON, no NaN)
+    reads it when it can; whatever orjson refuses is left to the strict parser, which accepts or
+    words the refusal as it always did."""
+    try:
+        header = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return _strict_header(head), True
+    if not isinstance(header, dict) or ("id" in header and not isinstance(header["id"], str)):
+        return _strict_header(head), True
+    return header, False
+
+
+def _strict_header(head: bytes) -> dict[str, Any]:
     try:
         header = strict_json.loads(head.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -239,10 +283,12 @@ def _split_body(request: HttpRequest) -> tuple[dict[str, Any], bytes]:
         raise V2Error("The inference request must be a JSON object with an inputs list.")
     if "id" in header and not isinstance(header["id"], str):
         raise V2Error("id must be a string.")
-    return header, binary
+    return header
 
 
-def _features_tensor(header: dict[str, Any], binary: bytes) -> tuple[list[list[float]], str]:
+def _features_tensor(header: dict[str, Any], binary: bytes) -> tuple[np.ndarray, str]:
+    """The ``[N, 8]`` float matrix of the request, checked, and the tensor's datatype. Valid
+    values cost a few array operations; messages are written only when a value fails."""
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise V2Error(f"inputs must be a list holding exactly one tensor, {INPUT_NAME!r}.")
@@ -268,31 +314,44 @@ def _features_tensor(header: dict[str, Any], binary: bytes) -> tuple[list[list[f
     parameters = tensor.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise V2Error(f"{INPUT_NAME} parameters must be an object.")
+    matrix: np.ndarray | None = None
     if "binary_data_size" in parameters:
-        values = _binary_values(parameters["binary_data_size"], binary, INPUT_DTYPES[datatype], n)
+        matrix = _binary_values(parameters["binary_data_size"], binary, INPUT_DTYPES[datatype], n)
         if "data" in tensor:
             raise V2Error(f"{INPUT_NAME} has both data and binary_data_size; send one.")
+        values: list[Any] | None = None
     else:
         if binary:
             raise V2Error("Binary data was sent but no input declares binary_data_size.")
         if "data" not in tensor:
             raise V2Error(f"{INPUT_NAME} has no data.")
         values = _json_values(tensor["data"], n)
-    rows = [values[i * COLUMNS : (i + 1) * COLUMNS] for i in range(n)]
+        if _NUMBERS.issuperset(map(type, values)):
+            try:
+                matrix = np.array(values, dtype=float)
+            except OverflowError:  # an integer too large for a float: described below
+                matrix = None
+    if matrix is None or len(invalid_cells(matrix.reshape(n, COLUMNS), allow_missing=False)):
+        raise V2Error(_problems(values if values is not None else matrix.tolist(), n))  # type: ignore[union-attr]
+    matrix = matrix.reshape(n, COLUMNS)
+    if datatype == "FP32" and "binary_data_size" not in parameters:
+        # JSON numbers of an FP32 tensor mean what the same binary tensor would: round to float32.
+        matrix = matrix.astype(np.float32).astype(float)
+    return matrix, datatype
+
+
+def _problems(values: list[Any], n: int) -> str:
+    """What is wrong with the values of a refused tensor: at most ten cells, row by row."""
     problems = []
-    for i, row in enumerate(rows):
+    for i in range(n):
+        row = values[i * COLUMNS : (i + 1) * COLUMNS]
         for column, (feature, value) in enumerate(zip(FEATURES, row, strict=True)):
             problem = _value_problem(feature, value)
             if problem:
                 problems.append(f"{INPUT_NAME}[{i}, {column}] ({feature.key}): {problem}")
         if len(problems) >= 10:
             break
-    if problems:
-        raise V2Error("; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else ""))
-    if datatype == "FP32" and "binary_data_size" not in parameters:
-        # JSON numbers of an FP32 tensor mean what the same binary tensor would: round to float32.
-        rows = [[float(np.float32(v)) for v in row] for row in rows]
-    return rows, datatype
+    return "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
 
 
 def _value_problem(feature: Feature, value: Any) -> str | None:
@@ -304,25 +363,25 @@ def _value_problem(feature: Feature, value: Any) -> str | None:
     return value_error(feature, value)
 
 
-def _binary_values(size: Any, binary: bytes, dtype: np.dtype, n: int) -> list[float]:
+def _binary_values(size: Any, binary: bytes, dtype: np.dtype, n: int) -> np.ndarray:
     expected = n * COLUMNS * dtype.itemsize
     if not isinstance(size, int) or isinstance(size, bool) or size != expected or len(binary) != expected:
         raise V2Error(
             f"{INPUT_NAME} binary_data_size must be {expected} bytes for shape [{n}, {COLUMNS}] "
             f"and match the binary data sent ({len(binary)} bytes)."
         )
-    return [float(v) for v in np.frombuffer(binary, dtype=dtype)]
+    return np.frombuffer(binary, dtype=dtype).astype(float)
 
 
 def _json_values(data: Any, n: int) -> list[Any]:
     """Row-major values from flat data (length N*8) or nested data ([N][8])."""
     if not isinstance(data, list):
         raise V2Error(f"{INPUT_NAME} data must be a list.")
-    if len(data) == n * COLUMNS and not any(isinstance(v, list) for v in data):
+    if len(data) == n * COLUMNS and list not in set(map(type, data)):
         return data
-    if len(data) == n and all(isinstance(row, list) and len(row) == COLUMNS for row in data):
+    if len(data) == n and all(type(row) is list and len(row) == COLUMNS for row in data):
         flat = [v for row in data for v in row]
-        if not any(isinstance(v, list) for v in flat):
+        if list not in set(map(type, flat)):
             return flat
     raise V2Error(
         f"{INPUT_NAME} data must hold {n * COLUMNS} numbers for shape [{n}, {COLUMNS}], "

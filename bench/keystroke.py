@@ -5,8 +5,10 @@
 Types measurements character by character (as the page does: one update per input event) at
 ``--rate`` keystrokes a second, like a fast typist, so the flood limit (100 frames a second) never
 plays a part. Each keystroke waits for its reply, so every number is one full round trip: frame
-out, validation, merge, inference, reply in. After each keystroke the socket's own ping round
-trip is measured: the transport's floor on the same connection. Starts nothing itself: point it at
+out, validation, merge, inference, reply in. Half a keystroke period after each keystroke the
+socket's own ping round trip is measured: the transport's floor on the same connection, after the
+same idle time as the keystroke (a ping straight after the reply would skip the wake-up from idle
+that every keystroke pays). Starts nothing itself: point it at
 a running server (`make run`). Prints p50/p99 in milliseconds over the keystrokes answered with a
 prediction (a prefix out of range, like the "1" of "148", is answered with a field error instead)
 and the ratio of the medians.
@@ -61,6 +63,7 @@ async def measure(url: str, count: int, warmup: int, rate: float) -> tuple[list[
     async with connect(url, origin=origin, ping_interval=None) as ws:
         next_at = time.perf_counter()
         for seq, (key, value) in enumerate(itertools.islice(keystrokes(), warmup + count)):
+            ping_at = next_at + 0.5 / rate
             next_at += 1 / rate
             started = time.perf_counter()
             await ws.send(json.dumps({"type": "update", "seq": seq, "features": {key: value}}))
@@ -76,6 +79,7 @@ async def measure(url: str, count: int, warmup: int, rate: float) -> tuple[list[
             elapsed = time.perf_counter() - started
             if reply["type"] == "error" and "errors" not in reply:
                 raise SystemExit(f"unexpected reply to seq {seq}: {reply}")
+            await asyncio.sleep(max(0.0, ping_at - time.perf_counter()))
             started = time.perf_counter()
             await asyncio.wait_for(await ws.ping(), REPLY_TIMEOUT)
             ping = time.perf_counter() - started

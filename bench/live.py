@@ -45,11 +45,17 @@ TYPING_RATE = 20.0
 
 async def keystroke_and_ping(url: str, n: int = 400, rate: float = TYPING_RATE) -> tuple[list[float], list[float]]:
     """Keystroke-to-risk and the transport floor (WebSocket ping round trip), interleaved on one
-    socket, paced at ``rate`` keystrokes a second."""
+    socket, paced at ``rate`` keystrokes a second.
+
+    The ping goes half a period after its keystroke, so each probe finds the socket and both
+    processes idle for the same time. A ping sent straight after the keystroke's reply would find
+    them still running and its round trip would miss the wake-up from idle that every keystroke
+    pays (README: "Live predictions (WebSocket)")."""
     keystroke, ping = [], []
     async with await _connect(url) as ws:
         next_at = time.perf_counter()
         for i in range(n):
+            started_at = next_at
             next_at += 1 / rate
             features = {**PERSON, "glucose": 90 + i % 100}
             t = time.perf_counter_ns()
@@ -57,6 +63,7 @@ async def keystroke_and_ping(url: str, n: int = 400, rate: float = TYPING_RATE) 
             message = await _answer(ws, i)
             keystroke.append((time.perf_counter_ns() - t) / 1000)
             assert message["type"] == "prediction", message  # a rate_limited warning would fail here
+            await asyncio.sleep(max(0.0, started_at + 0.5 / rate - time.perf_counter()))
             t = time.perf_counter_ns()
             await (await ws.ping())
             ping.append((time.perf_counter_ns() - t) / 1000)

@@ -109,7 +109,8 @@ def write(sections: dict, *, machine: str, elapsed: float, out: Path) -> None:
         lines += [
             "All on one daphne process on loopback; the WebSocket rows use the same socket, interleaved,",
             f"keystrokes paced at {typing_rate:g} a second like a fast typist (under the flood limit; section 6",
-            "measures a flood).",
+            "measures a flood); each ping goes half a period after its keystroke, so both find the socket",
+            "idle for the same time.",
             "HTTP rows reuse one keep-alive connection; the form row includes CSRF and storing the assessment.",
             "",
             "## 3. Many typists",

@@ -154,8 +154,16 @@ class FoldedModel:
         e = np.exp(-np.abs(logit))
         return np.where(logit >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
+    # Up to this many rows, ``predict_one`` row by row is quicker than NumPy's cost per call
+    # (a few µs a row against ~100 µs for any matrix), and gives the same numbers.
+    SCALAR_ROWS = 16
+
     def predict_matrix(self, X: np.ndarray, *, contributions: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Risks (and contributions, when asked for) for every row of ``X`` (NaN = missing)."""
+        if 0 < len(X) <= self.SCALAR_ROWS:
+            answers = [self.predict_one([None if v != v else v for v in row]) for row in X.tolist()]
+            risks = np.array([risk for risk, _ in answers])
+            return risks, (np.array([terms for _, terms in answers]) if contributions else None)
         terms = self.terms(X)
         return self.risks(terms), (terms - self._means if contributions else None)
 

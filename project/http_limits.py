@@ -111,6 +111,10 @@ class LimitedWebRequest(WebRequest):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.refused:
             return  # already answered; the connection is closing
+        # Twisted would parse a form or multipart body into request.args (and answer a malformed
+        # multipart body with its own bare 400); daphne never reads args and Django parses bodies
+        # itself, so a body is parsed once, by the application, in its error shape.
+        self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)
 
     def _refuse_too_large(self, limit: int) -> None:

@@ -32,3 +32,18 @@ def test_static_files_and_pages_are_served_by_daphne(server_env):
         ready = requests.get(f"{server.http}/v2/health/ready", timeout=30)
         assert ready.json() == {"ready": True}
         assert requests.get(f"{server.http}/", timeout=30).status_code == 200
+
+
+def test_bodies_are_parsed_by_the_application_only(server_env):
+    """Daphne's Twisted request would parse form and multipart bodies itself (and answer a malformed
+    multipart body with a bare 400); the application parses them, in its own error shape."""
+    with daphne_servers(server_env, 1) as (server,):
+        broken = requests.post(
+            f"{server.http}/api/v1/predict",
+            data=b"not a multipart body",
+            headers={"Content-Type": "multipart/form-data"},  # no boundary: Twisted refused it
+            timeout=30,
+        )
+        assert broken.status_code == 400
+        assert "application/json" in broken.headers["Content-Type"]
+        assert "application/json" in broken.json()["errors"]["non_field_errors"][0]

@@ -110,3 +110,14 @@ def test_the_matrix_path_falls_back_to_scikit_learn_without_a_fold(model, datase
     risks, contributions = model.predict_matrix(dataset.X[:50])
     assert np.abs(risks - model.pipeline.predict_proba(dataset.X[:50])[:, 1]).max() < 1e-15
     assert contributions.shape == (50, 8)
+
+
+@pytest.mark.parametrize("n", [1, 3, inference.FoldedModel.SCALAR_ROWS])
+def test_a_few_rows_go_row_by_row_and_equal_scikit_learn(model, dataset, n):
+    rows = inference.check_rows(dataset.X)[-n * 7 :: 7]  # sweeps and missing values among them
+    risks, contributions = model.fast.predict_matrix(rows)
+    vectorised_risks, vectorised_contributions = model.fast.risks(model.fast.terms(rows)), None
+    assert risks.shape == (n,) and contributions.shape == (n, 8)
+    assert np.abs(risks - model.pipeline.predict_proba(rows)[:, 1]).max() < 1e-12
+    assert np.abs(risks - vectorised_risks).max() < 1e-15
+    assert model.fast.predict_matrix(rows, contributions=False)[1] is vectorised_contributions
