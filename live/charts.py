@@ -16,6 +16,7 @@ from ml_engine.monitoring import (
     Calibration,
     MonitorReport,
     Served,
+    ShadowWindow,
     WindowDrift,
 )
 
@@ -214,6 +215,26 @@ def reliability(calibration: Calibration, *, size: float = 200.0) -> dict[str, A
     }
 
 
+def shadow_rows(windows: list[ShadowWindow]) -> list[dict[str, Any]]:
+    """One row per window and (answering version, shadow version): the agreement in words."""
+    rows = []
+    for window in windows:
+        for pair in window.pairs:
+            rows.append(
+                {
+                    "days": window.days,
+                    "model_version": pair.model_version,
+                    "shadow_version": pair.shadow_version,
+                    "n": pair.n,
+                    "mean_gap": percent(pair.mean_gap, 2),
+                    "max_gap": percent(pair.max_gap, 2),
+                    "flips": pair.flips,
+                    "flip_share": percent(pair.flip_share),
+                }
+            )
+    return rows
+
+
 def page_context(report: MonitorReport) -> dict[str, Any]:
     """Everything the monitoring template draws."""
     return {
@@ -225,6 +246,9 @@ def page_context(report: MonitorReport) -> dict[str, Any]:
         "interfaces": interfaces(report.served),
         "versions": versions(report.served),
         "reliability": reliability(report.calibration),
+        "plan": report.plan,
+        "canary_share": percent(report.plan.canary_share, 0) if report.plan else "",
+        "shadow_rows": shadow_rows(report.shadow),
         "psi_stable": PSI_STABLE,
         "psi_major": PSI_MAJOR,
         "min_rows": MIN_ROWS_TO_READ,

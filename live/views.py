@@ -216,6 +216,7 @@ def staff_only(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespo
 @require_GET
 @staff_only
 def monitor(request: HttpRequest) -> HttpResponse:
-    """Drift, served risks, predictions per interface and live calibration (README: "Monitoring").
+    """Drift, served risks, predictions per interface, live calibration, and the serving plan with the
+    shadow's agreement (README: "Monitoring").
     The figures are at most MONITOR_CACHE_SECONDS old; the page says when they were computed."""
     return render(request, "live/monitor.html", charts.page_context(monitoring.cached_report()))

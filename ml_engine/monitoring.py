@@ -1,5 +1,6 @@
 """Live monitoring figures: input drift against the training data, served risks and bands per day,
-predictions per interface and calibration on recorded outcomes (README: "Monitoring").
+predictions per interface, calibration on recorded outcomes, and the serving plan with the shadow's
+agreement (README: "Monitoring").
 
 The reads are in ``ml_engine.selectors`` (aggregates computed by the database, over bounded time
 windows); this module turns them into typed figures. ``cached_report`` is what the page and the
@@ -273,12 +274,94 @@ def calibration(*, now: datetime) -> Calibration:
 
 
 @dataclass(frozen=True, slots=True)
+class ServingPlanSummary:
+    """The serving plan in force when the figures were computed (README: "Model registry")."""
+
+    active_version: str | None
+    shadow_version: str | None
+    canary_version: str | None
+    canary_share: float
+    changed_at: datetime | None  # None before any plan was set
+    changed_by: str
+    note: str
+
+
+def serving_plan_summary() -> ServingPlanSummary:
+    """The active version, and the shadow and canary of the newest serving-plan row."""
+    got = selectors.serving_plan_in_force()
+    plan = got["plan"] or {}
+    canary = plan.get("canary_version") or None
+    return ServingPlanSummary(
+        active_version=got["active_version"],
+        shadow_version=plan.get("shadow_version") or None,
+        canary_version=canary,
+        canary_share=float(plan.get("canary_share") or 0.0) if canary else 0.0,
+        changed_at=plan.get("changed_at"),
+        changed_by=plan.get("changed_by", ""),
+        note=plan.get("note", ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowPair:
+    """How a shadow version agreed with the version that answered, on the same assessments."""
+
+    model_version: str
+    shadow_version: str
+    n: int
+    mean_gap: float  # mean |risk - shadow risk|
+    max_gap: float
+    flips: int  # assessments the shadow would have put in another band
+
+    @property
+    def flip_share(self) -> float:
+        return self.flips / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowWindow:
+    days: int
+    since: datetime  # the drift window's start (cut like it)
+    pairs: list[ShadowPair]
+
+    @property
+    def scored(self) -> int:
+        return sum(p.n for p in self.pairs)
+
+
+def shadow_agreement(*, days: int, since: datetime, bands: dict[str, list[float]] | None = None) -> ShadowWindow:
+    """Agreement of the shadow with the answer on the stored assessments from ``since`` on that
+    carry a shadow risk, per (answering version, shadow version); bands are the served model's."""
+    if bands is None:
+        from .registry import active_model
+        from .training import DEFAULT_BANDS
+
+        current = active_model.current
+        bands = current.bands if current is not None else DEFAULT_BANDS
+    rows = selectors.shadow_agreement(since=since, bands=bands)
+    pairs = [
+        ShadowPair(
+            model_version=row["model_version"],
+            shadow_version=row["shadow_version"],
+            n=int(row["n"]),
+            mean_gap=float(row["mean_gap"]),
+            max_gap=float(row["max_gap"]),
+            flips=int(row["flips"]),
+        )
+        for row in rows
+    ]
+    return ShadowWindow(days=days, since=since, pairs=pairs)
+
+
+@dataclass(frozen=True, slots=True)
 class MonitorReport:
     computed_at: datetime
     reference_rows: int
     drift: list[WindowDrift]
     served: Served
     calibration: Calibration
+    plan: ServingPlanSummary | None = None
+    shadow: list[ShadowWindow] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
 
@@ -286,12 +369,15 @@ def monitor_report(*, now: datetime | None = None, reference: Reference | None =
     """Every figure of the monitoring page, computed now (a few bounded aggregate queries)."""
     now = now or timezone.now()
     reference = reference or study_reference()
+    windows = [drift(days=days, now=now, reference=reference) for days in WINDOWS]
     return MonitorReport(
         computed_at=now,
         reference_rows=reference.rows,
-        drift=[drift(days=days, now=now, reference=reference) for days in WINDOWS],
+        drift=windows,
         served=served(days=max(WINDOWS), now=now),
         calibration=calibration(now=now),
+        plan=serving_plan_summary(),
+        shadow=[shadow_agreement(days=w.days, since=w.since) for w in windows],
     )
 
 

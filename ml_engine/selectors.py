@@ -15,11 +15,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy
-from django.db.models import Avg, Count, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Avg, Count, F, Max, Q, Sum
+from django.db.models.functions import Abs, TruncDate
 from django.utils import timezone
 
-from .models import Assessment, ModelActivation, ModelVersion, PredictionCount
+from .models import Assessment, ModelActivation, ModelVersion, PredictionCount, ServingPlan
 from .registry import ServedModel, active_model
 from .schema import FEATURES, Feature
 
@@ -254,3 +254,51 @@ def assessment_reliability(*, since: datetime, sources: Sequence[str], bins: int
         }
         for i in range(bins)
     ]
+
+
+def serving_plan_in_force() -> dict[str, Any]:
+    """The active version and the newest serving-plan row (README: "Model registry"): one row each.
+    ``plan`` is None before any shadow or canary was ever set."""
+    active = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+    plan = (
+        ServingPlan.objects.order_by("-pk")
+        .values("changed_at", "changed_by", "shadow_version", "canary_version", "canary_share", "note")
+        .first()
+    )
+    return {"active_version": active, "plan": plan}
+
+
+def _band_of(field: str, bands: Mapping[str, Sequence[float]]) -> dict[str, Q]:
+    """Per band name, the condition "``field`` falls in that band" as ``services.band_for`` reads
+    it: the first band whose [low, high) holds the risk, and the top band for a risk of 1."""
+    top = max(bands.items(), key=lambda item: item[1][1])[0]
+    conditions: dict[str, Q] = {}
+    earlier: Q | None = None
+    for name, (low, high) in bands.items():
+        inside = Q(**{f"{field}__gte": low, f"{field}__lt": high})
+        if earlier is not None:
+            inside &= ~earlier
+        conditions[name] = inside
+        earlier = inside if earlier is None else earlier | inside
+    conditions[top] = conditions[top] | (~earlier if earlier is not None else Q())
+    return conditions
+
+
+def shadow_agreement(
+    *, since: datetime, bands: Mapping[str, Sequence[float]], max_pairs: int = 10
+) -> list[dict[str, Any]]:
+    """Stored assessments from ``since`` on that the shadow also scored, per (answering version,
+    shadow version): ``n``, mean and largest |risk - shadow_risk|, and ``flips``, how many the
+    shadow would have put in another band than the stored one (the shadow's band read with
+    ``bands``). One aggregate query in the database; at most ``max_pairs`` rows, the largest first."""
+    same = Q()
+    for name, inside in _band_of("shadow_risk", bands).items():
+        same |= Q(band=name) & inside
+    gap = Abs(F("risk") - F("shadow_risk"))
+    rows = (
+        Assessment.objects.filter(created_at__gte=since, shadow_risk__isnull=False)
+        .values("model_version", "shadow_version")
+        .annotate(n=Count("pk"), mean_gap=Avg(gap), max_gap=Max(gap), flips=Count("pk", filter=~same))
+        .order_by("-n", "model_version", "shadow_version")[:max_pairs]
+    )
+    return [dict(row) for row in rows]

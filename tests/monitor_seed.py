@@ -1,7 +1,8 @@
 """Realistic monitoring data for the browser test and the screenshots (README: "Monitoring"):
 30 days of assessments drawn from the study's rows with a growing shift (older, heavier, higher
-glucose in the last week), some outcomes, the daily prediction counts of every interface, and a
-staff user. Run in a server's database with
+glucose in the last week), some outcomes, the daily prediction counts of every interface, a shadow
+version (a copy of the active one under another name) whose risks, for the last 10 days, stand for a
+slightly different candidate, and a staff user. Run in a server's database with
 ``manage.py shell -c "from tests.monitor_seed import seed; seed()"``."""
 
 from __future__ import annotations
@@ -13,13 +14,28 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from ml_engine import services
-from ml_engine.models import Assessment, Interface, PredictionCount
+from ml_engine.models import Assessment, Interface, ModelArtifact, ModelVersion, PredictionCount, ServingPlan
 from ml_engine.schema import FEATURE_KEYS, FEATURES
 from ml_engine.tally import risk_tenth, tally
 from ml_engine.training import load_dataset
 
 STAFF_USER = "monitor-staff"
 STAFF_PASSWORD = "a long password for the monitoring test"
+SHADOW_VERSION = "candidate-shadow"
+
+
+def _shadow_copy(now) -> str:
+    """A loadable shadow version: the active one's rows under another name."""
+    active = ModelVersion.objects.get(is_active=True)
+    artifact = ModelArtifact.objects.get(model_version=active)
+    copy = ModelVersion.objects.get(pk=active.pk)
+    copy.pk, copy.version, copy.is_active, copy.activated_at = None, SHADOW_VERSION, False, None
+    copy.save()
+    ModelArtifact.objects.create(model_version=copy, content=bytes(artifact.content), size=artifact.size)
+    ServingPlan.objects.create(
+        changed_at=now - timedelta(days=10), changed_by="ops (manage.py)", shadow_version=SHADOW_VERSION
+    )
+    return SHADOW_VERSION
 
 
 def seed(days: int = 30, per_day: int = 40, seed: int = 7) -> None:
@@ -29,6 +45,7 @@ def seed(days: int = 30, per_day: int = 40, seed: int = 7) -> None:
     now = timezone.now()
     glucose, bmi, age = (FEATURE_KEYS.index(k) for k in ("glucose", "bmi", "age"))
     counts: dict[tuple, int] = {}
+    shadow = _shadow_copy(now)
     for day in range(days):
         drift = max(0.0, (14 - day) / 14)  # none a fortnight ago, growing to today
         rows = X[rng.integers(0, len(X), per_day + rng.integers(-10, 10))].copy()
@@ -48,6 +65,10 @@ def seed(days: int = 30, per_day: int = 40, seed: int = 7) -> None:
         stored = services.assessments_create(predictions=predictions[:half], interface=Interface.FORM)
         stored += services.assessments_create(predictions=predictions[half:], interface=Interface.REST)
         Assessment.objects.filter(pk__in=[a.pk for a in stored]).update(created_at=when)
+        if day < 10:  # the shadow was set 10 days ago
+            for a in stored:
+                shadow_risk = float(np.clip(a.risk + rng.normal(0.01, 0.04), 0.0, 1.0))
+                Assessment.objects.filter(pk=a.pk).update(shadow_version=shadow, shadow_risk=shadow_risk)
         if day >= 7:  # outcomes come back later: only older assessments have one
             for a in stored[: len(stored) // 2]:
                 Assessment.objects.filter(pk=a.pk).update(

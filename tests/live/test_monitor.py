@@ -4,12 +4,13 @@ the page, the page with no data at all and with data, and the gauges' bounded la
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from ml_engine import services
-from ml_engine.models import Assessment, Interface, PredictionCount
+from ml_engine import monitoring, services
+from ml_engine.models import Assessment, Interface, PredictionCount, ServingPlan
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.tally import tally
 
@@ -95,3 +96,81 @@ def test_metrics_carry_the_drift_gauges_for_8_features_and_2_windows(client, ser
     assert re.search(r'^diabetes_monitored_assessments\{window="7d"\} 1\.0$', text, re.MULTILINE)
     stamp = re.search(r"^diabetes_monitoring_computed_timestamp_seconds (\S+)$", text, re.MULTILINE)
     assert stamp and abs(float(stamp[1]) - now.timestamp()) < 60
+
+
+def _assessment(*, risk, band, shadow_risk=None, shadow="v-shadow", version="v-active"):
+    features = dict.fromkeys(FEATURE_KEYS)
+    features.update(glucose=120, age=40)
+    return Assessment.objects.create(
+        interface="rest",
+        features=features,
+        risk=risk,
+        band=band,
+        label=int(risk >= 0.5),
+        model_version=version,
+        shadow_version=shadow if shadow_risk is not None else "",
+        shadow_risk=shadow_risk,
+    )
+
+
+def test_shadow_agreement_matches_a_hand_computation(staff):
+    # Bands as trained: low [0, 0.2), moderate [0.2, 0.5), high [0.5, 1].
+    _assessment(risk=0.10, band="low", shadow_risk=0.12)  # |gap| 0.02, same band
+    _assessment(risk=0.18, band="low", shadow_risk=0.22)  # 0.04, low -> moderate: a flip
+    _assessment(risk=0.45, band="moderate", shadow_risk=0.55)  # 0.10, moderate -> high: a flip
+    _assessment(risk=0.70, band="high", shadow_risk=0.64)  # 0.06, same band
+    _assessment(risk=0.99, band="high", shadow_risk=1.0)  # 0.01, a risk of 1 is high: same band
+    _assessment(risk=0.30, band="moderate")  # not scored by the shadow: left out
+    old = _assessment(risk=0.30, band="moderate", shadow_risk=0.90)  # 10 days old: only in 30 days
+    Assessment.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
+    report = monitoring.monitor_report()
+    week, month = report.shadow
+    (pair,) = week.pairs
+    assert (pair.model_version, pair.shadow_version, pair.n, pair.flips) == ("v-active", "v-shadow", 5, 2)
+    assert pair.mean_gap == pytest.approx((0.02 + 0.04 + 0.10 + 0.06 + 0.01) / 5)
+    assert pair.max_gap == pytest.approx(0.10)
+    assert pair.flip_share == pytest.approx(0.4)
+    (pair,) = month.pairs
+    assert (pair.n, pair.flips) == (6, 3)
+    assert pair.mean_gap == pytest.approx((0.02 + 0.04 + 0.10 + 0.06 + 0.01 + 0.60) / 6)
+    assert pair.max_gap == pytest.approx(0.60)
+    monitoring.forget_cached_report()
+    text = staff.get("/monitor/").content.decode()
+    assert '<h2 id="shadow-title">Shadow and canary</h2>' in text
+    assert re.search(
+        r'<th scope="row">last 7 days <span class="num">answered by <code>v-active</code>, shadow <code>v-shadow</code>'
+        r'</span></th><td class="num">5</td><td class="num">4.60\u00a0%</td><td class="num">10.00\u00a0%</td>'
+        r'<td class="num">2 \(40.0\u00a0%\)</td>',
+        text,
+    )
+    assert '<th scope="row">last 30 days <span class="num">answered by <code>v-active</code>' in text
+
+
+def test_shadow_and_canary_empty_states_and_the_plan_in_force(staff):
+    monitoring.forget_cached_report()
+    text = staff.get("/monitor/").content.decode()
+    assert "none: no shadow is set" in text and "none: no canary is set" in text
+    assert "No shadow is set, and no stored assessment of the last 30 days was scored by one." in text
+    assert "Plan set" not in text
+    ServingPlan.objects.create(
+        changed_at=timezone.now(),
+        changed_by="ops (manage.py)",
+        shadow_version="v-new",
+        canary_version="v-cand",
+        canary_share=0.1,
+    )
+    monitoring.forget_cached_report()
+    text = staff.get("/monitor/").content.decode()
+    assert "<dt>Shadow</dt><dd><code>v-new</code></dd>" in text
+    assert "<code>v-cand</code>, answering 10\u00a0% of new sessions and requests" in text
+    assert "by ops (manage.py)" in text
+    assert "No assessments scored by the shadow yet in the last 30 days." in text
+    assert 'href="#served-title"' in text and "manage.py models compare" in text
+
+
+def test_the_shadow_section_is_staff_only_too(client, django_user_model):
+    _assessment(risk=0.10, band="low", shadow_risk=0.12)
+    assert client.get("/monitor/").status_code == 302
+    client.force_login(django_user_model.objects.create_user("visitor2", password="another long password"))
+    response = client.get("/monitor/")
+    assert response.status_code == 403 and "v-shadow" not in response.content.decode()

@@ -45,7 +45,9 @@ def test_the_monitoring_page_fits_and_is_accessible(server, new_page, width):
     assert "major shift" in text or "moderate shift" in text  # the seeded last week drifts
     assert "Last 7 days:" in text and "Predictions per interface" in text
     assert page.locator("svg[role=img] desc").count() == 3  # bands, risks, calibration
-    assert page.locator("table").count() >= 4
+    assert page.locator("table").count() >= 5
+    assert "Shadow and canary" in text and "candidate-shadow" in text
+    assert page.locator("table.shadow tbody tr").count() == 2  # last 7 and 30 days
     assert page_width_overflow(page) <= 0, f"/monitor/ scrolls sideways at {width}"
     assert axe_violations(page) == [], width
     assert seen["console_errors"] == [] and seen["page_errors"] == []  # nothing refused by the CSP
