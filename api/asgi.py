@@ -49,12 +49,11 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils.cache import add_never_cache_headers
 from django.utils.log import log_response
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from ml_engine import metrics
 from ml_engine.models import Interface
 from ml_engine.registry import active_model
 from ml_engine.services import (
@@ -230,33 +229,19 @@ class PredictionRoute:
         decision = await throttling.rest_rows.ahit(address, cost=1)
         if not decision.allowed:
             raise exceptions.Throttled(wait=decision.wait)
-        data = StrictJSONParser().parse(io.BytesIO(body))
-        serializer = rest.PredictApi.InputSerializer(data=data)
-        if not serializer.is_valid():
-            metrics.INVALID_INPUTS.labels(Interface.REST).inc()
-            raise serializers.ValidationError(serializer.errors)
-        data = serializer.validated_data
+        data = rest.validated_input(StrictJSONParser().parse(io.BytesIO(body)))
         if active_model.current is None:  # a process's first prediction loads the model: off the loop
             await sync_to_async(active_model.get, thread_sensitive=True)()
         if "features" in data:
             prediction = predict(features=data["features"], interface=Interface.REST)
-            public_id = await _store([prediction])
-            return Response({"id": public_id[0], **prediction.as_dict()})
+            return Response(rest.answer(predictions=[prediction], ids=await _store([prediction]), single=True))
         extra = len(data["instances"]) - 1  # a batch of N costs N (README: "Throttles")
         if extra > 0:
             decision = await throttling.rest_rows.ahit(address, cost=extra)
             if not decision.allowed:
                 raise exceptions.Throttled(wait=decision.wait)
         predictions = predict_many(instances=data["instances"], interface=Interface.REST)
-        public_ids = await _store(predictions)
-        return Response(
-            {
-                "predictions": [
-                    {"id": public_id, **prediction.as_dict()}
-                    for public_id, prediction in zip(public_ids, predictions, strict=True)
-                ]
-            }
-        )
+        return Response(rest.answer(predictions=predictions, ids=await _store(predictions), single=False))
 
     @staticmethod
     def _render(response: Response) -> Response:

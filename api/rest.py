@@ -31,6 +31,7 @@ from ml_engine.selectors import model_overview
 from ml_engine.services import (
     MAX_INSTANCES,
     OutcomeAlreadyRecorded,
+    Prediction,
     assessment_create,
     assessment_record_outcome,
     assessments_create,
@@ -205,26 +206,32 @@ class PredictApi(NoStore, PredictAccess, APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        if not serializer.is_valid():
-            metrics.INVALID_INPUTS.labels(Interface.REST).inc()
-            raise serializers.ValidationError(serializer.errors)
-        data = serializer.validated_data
+        data = validated_input(request.data)
         if "features" in data:
             prediction = predict(features=data["features"], interface=Interface.REST)
             assessment = assessment_create(prediction=prediction, interface=Interface.REST)
-            return Response({"id": str(assessment.public_id), **prediction.as_dict()})
+            return Response(answer(predictions=[prediction], ids=[str(assessment.public_id)], single=True))
         charge_rows(request, len(data["instances"]) - 1)  # a batch of N costs N (README: "Throttles")
         predictions = predict_many(instances=data["instances"], interface=Interface.REST)
         assessments = assessments_create(predictions=predictions, interface=Interface.REST)
-        return Response(
-            {
-                "predictions": [
-                    {"id": str(assessment.public_id), **prediction.as_dict()}
-                    for assessment, prediction in zip(assessments, predictions, strict=True)
-                ]
-            }
-        )
+        return Response(answer(predictions=predictions, ids=[str(a.public_id) for a in assessments], single=False))
+
+
+def validated_input(data: Any) -> dict[str, Any]:
+    """A predict body validated by ``PredictApi.InputSerializer``; a refusal raises DRF's
+    ValidationError and is counted as an invalid REST input. The view and the prediction route
+    (api/asgi.py) both take their input from here."""
+    serializer = PredictApi.InputSerializer(data=data)
+    if not serializer.is_valid():
+        metrics.INVALID_INPUTS.labels(Interface.REST).inc()
+        raise serializers.ValidationError(serializer.errors)
+    return serializer.validated_data
+
+
+def answer(*, predictions: Sequence[Prediction], ids: Sequence[str], single: bool) -> dict[str, Any]:
+    """The predict answer: one prediction with its assessment id, or ``predictions`` in input order."""
+    rows = [{"id": public_id, **prediction.as_dict()} for public_id, prediction in zip(ids, predictions, strict=True)]
+    return rows[0] if single else {"predictions": rows}
 
 
 class ModelApi(APIView):
