@@ -24,7 +24,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ml_engine import metrics
 from ml_engine.models import Assessment, Interface
 from ml_engine.schema import FEATURE_KEYS
 from ml_engine.selectors import model_overview
@@ -35,6 +34,7 @@ from ml_engine.services import (
     assessment_create,
     assessment_record_outcome,
     assessments_create,
+    invalid_input_count,
     predict,
     predict_many,
 )
@@ -223,7 +223,7 @@ def validated_input(data: Any) -> dict[str, Any]:
     (api/asgi.py) both take their input from here."""
     serializer = PredictApi.InputSerializer(data=data)
     if not serializer.is_valid():
-        metrics.INVALID_INPUTS.labels(Interface.REST).inc()
+        invalid_input_count(interface=Interface.REST)
         raise serializers.ValidationError(serializer.errors)
     return serializer.validated_data
 

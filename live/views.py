@@ -20,7 +20,7 @@ from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
 from ml_engine.selectors import model_overview
-from ml_engine.services import assessment_create, predict
+from ml_engine.services import assessment_create, invalid_input_count, predict
 from project import throttling
 
 from . import charts, wording
@@ -81,6 +81,7 @@ def assessment_result(request: HttpRequest) -> HttpResponse:
         return response
     form = FeatureForm(request.POST)
     if not form.is_valid():
+        invalid_input_count(interface=Interface.FORM)
         return render(request, "live/form.html", _page_context(form), status=400)
     try:
         prediction = predict(features=form.features(), interface=Interface.FORM)

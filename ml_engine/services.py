@@ -142,6 +142,12 @@ def _explain(
     )
 
 
+def invalid_input_count(*, interface: Interface) -> None:
+    """Count one input refused by validation. Every interface's refusals are counted here: the
+    services' own checks below, REST's serializer (api/rest.py) and the form (live/views.py)."""
+    metrics.INVALID_INPUTS.labels(interface).inc()
+
+
 def predict(*, features: Mapping[str, Any], interface: Interface) -> Prediction:
     """Risk for one person. Raises FeatureValidationError (per-field messages) on bad input and
     ModelUnavailable when no model can serve. A REST request may be answered by the canary (its
@@ -150,7 +156,7 @@ def predict(*, features: Mapping[str, Any], interface: Interface) -> Prediction:
     try:
         cleaned = clean_features(features)
     except FeatureValidationError:
-        metrics.INVALID_INPUTS.labels(interface).inc()
+        invalid_input_count(interface=interface)
         raise
     return _predict_cleaned(cleaned, interface=interface, started=started, served=_answering(interface))
 
@@ -282,7 +288,7 @@ def live_state_merge(*, state: Mapping[str, float | None], update: Mapping[str, 
     try:
         return clean_features({**state, **update}, allow_empty=True)
     except FeatureValidationError:
-        metrics.INVALID_INPUTS.labels(Interface.WS).inc()
+        invalid_input_count(interface=Interface.WS)
         raise
 
 
@@ -337,7 +343,7 @@ def predict_many(*, instances: Sequence[Any], interface: Interface, contribution
     try:
         X = clean_matrix(instances)
     except FeatureValidationError:
-        metrics.INVALID_INPUTS.labels(interface).inc()
+        invalid_input_count(interface=interface)
         raise
     served = _answering(interface)
     risks, terms = served.model.predict_matrix(X, contributions=contributions)
@@ -428,7 +434,7 @@ def predict_risks(*, matrix: numpy.ndarray, interface: Interface, canary: bool =
         )
     bad = invalid_cells(X, allow_missing=False)
     if len(bad):
-        metrics.INVALID_INPUTS.labels(interface).inc()
+        invalid_input_count(interface=interface)
         errors = {}
         for i, j in bad[:10].tolist():
             feature, value = FEATURES[j], float(X[i, j])

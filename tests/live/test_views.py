@@ -1,6 +1,7 @@
 import re
 
 import pytest
+from prometheus_client import REGISTRY
 
 from ml_engine.models import Assessment, Interface
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, clean_features
@@ -136,6 +137,17 @@ def test_invalid_values_rerender_with_an_error_under_the_field(client, served_mo
     assert Assessment.objects.count() == 0
     # the other values are kept so nothing the person typed is lost
     assert 'value="148"' in html or field == "glucose"
+
+
+def test_a_refused_form_is_counted_as_an_invalid_form_input(client, served_model):
+    def refused() -> float:
+        return REGISTRY.get_sample_value("diabetes_invalid_inputs_total", {"interface": "form"}) or 0.0
+
+    before = refused()
+    assert client.post("/predict/", {**VALID, "glucose": "-5"}).status_code == 400
+    assert refused() == before + 1
+    assert client.post("/predict/", VALID).status_code == 200
+    assert refused() == before + 1
 
 
 def test_empty_submission_asks_for_one_value(client, served_model):
