@@ -10,11 +10,14 @@ tests/browser.py and tests/websocket_raw.py.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from tests.servers import RedisServer, ServerEnv, redis_server_binary
+from tests.servers import ROOT, RedisServer, ServerEnv, made_once, redis_server_binary
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -131,19 +134,55 @@ def redis_boards(redis_server, settings, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def _prepared_server_base(tmp_path_factory):
-    """A migrated database with one trained model, made once; tests get their own copy."""
-    base = tmp_path_factory.mktemp("server-template")
-    env = ServerEnv(base)
-    env.manage("migrate", "-v0")
-    env.manage("train", "--quick")
-    return base
+def shared_tmp(tmp_path_factory) -> Path:
+    """A folder shared by every test process of this run (xdist workers get their own temporary
+    folders inside one run folder): for things made once per run, with ``made_once``."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def _prepared_server_base(shared_tmp):
+    """A migrated database with one trained model, made once per run; tests get their own copy."""
+
+    def prepare(base: Path) -> None:
+        env = ServerEnv(base)
+        env.manage("migrate", "-v0")
+        env.manage("train", "--quick")
+
+    return made_once(shared_tmp, "server-template", prepare)
+
+
+@pytest.fixture(scope="session")
+def collected_static(shared_tmp):
+    """What `manage.py collectstatic` makes with the production settings (hashed names, compressed
+    copies), collected once per run: over a minute of CPU each time. Read-only: give it to
+    production-like servers as DJANGO_STATIC_ROOT."""
+
+    def collect(static_root: Path) -> None:
+        environ = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+        environ.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="x" * 60, DJANGO_STATIC_ROOT=str(static_root))
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+            cwd=ROOT,
+            env=environ,
+            check=True,
+            timeout=300,
+        )
+
+    return made_once(shared_tmp, "static", collect)
 
 
 @pytest.fixture
 def server_env(_prepared_server_base, tmp_path):
     """Environment for daphne processes started by a test: own SQLite copy and model folder."""
     return ServerEnv.copied_from(_prepared_server_base, tmp_path / "server")
+
+
+@pytest.fixture(scope="module")
+def module_server_env(_prepared_server_base, tmp_path_factory):
+    """Like ``server_env``, shared by the tests of one module (for a module-scoped daphne)."""
+    return ServerEnv.copied_from(_prepared_server_base, tmp_path_factory.mktemp("module") / "server")
 
 
 @pytest.fixture
@@ -153,10 +192,11 @@ def redis_env(server_env, redis_server):
     return server_env
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
-    """Headless Debian Chromium, launched by Playwright (tests/browser.py): one per test module;
-    tests open their own pages or contexts in it."""
+    """Headless Debian Chromium, launched by Playwright (tests/browser.py): one per test process,
+    kept for the session (a launch costs CPU the other test processes are waiting for); tests
+    open their own pages or contexts in it, and ``new_page`` closes them."""
     from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
     require_chromium()

@@ -9,6 +9,7 @@ tests/conftest.py.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -48,6 +49,22 @@ def wait_for_port(port: int, *, timeout: float = START_TIMEOUT, proc: subprocess
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def made_once(shared: Path, name: str, make: Callable[[Path], None]) -> Path:
+    """``shared / name``, made by ``make(path)`` the first time any test process of this run asks
+    for it; the others wait on a lock and then use it as it is (so it must only ever be read or
+    copied). Each ``manage.py`` or daphne process costs seconds of CPU importing Django,
+    scikit-learn and SciPy, and xdist runs several test processes on the same cores."""
+    path = shared / name
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (shared / f"{name}.done").exists():
+            shutil.rmtree(path, ignore_errors=True)  # what a failed attempt left
+            path.mkdir()
+            make(path)
+            (shared / f"{name}.done").touch()
+    return path
 
 
 def redis_server_binary() -> str | None:

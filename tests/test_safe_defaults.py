@@ -48,13 +48,13 @@ def test_make_run_allows_loopback_production_or_an_explicit_yes(host, env):
     assert host_check(host, **env).returncode == 0
 
 
-def serve(static_root: Path, port: int) -> subprocess.Popen:
+def serve(static_root: Path, port: int, tmp_path: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "a-long-random-production-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "DJANGO_STATIC_ROOT": str(static_root),
-        "DATABASE_URL": f"sqlite:///{static_root.parent / 'db.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "project.serve", "-b", "127.0.0.1", "-p", str(port), "asgi:application"],
@@ -67,22 +67,16 @@ def serve(static_root: Path, port: int) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_production_refuses_to_start_before_collectstatic(tmp_path):
-    static_root = tmp_path / "static"
-    process = serve(static_root, free_port())
+def test_production_refuses_to_start_before_collectstatic(tmp_path, collected_static):
+    process = serve(tmp_path / "static", free_port(), tmp_path)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 2
     assert "Static files were never collected" in output and "manage.py collectstatic --no-input" in output
 
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 60, "DJANGO_STATIC_ROOT": str(static_root)},
-        check=True,
-        timeout=300,
-    )
+    # After `manage.py collectstatic --no-input` (run once for the whole test run: the fixture in
+    # tests/conftest.py), it starts.
     port = free_port()
-    process = serve(static_root, port)
+    process = serve(collected_static, port, tmp_path)
     try:
         wait_for_port(port, proc=process)
     finally:

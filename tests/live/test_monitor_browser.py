@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser import axe_violations, page_width_overflow, shot, watch
 from tests.monitor_seed import STAFF_PASSWORD, STAFF_USER
-from tests.servers import DaphneServer, ServerEnv
+from tests.servers import DaphneServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -17,8 +17,8 @@ WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "he
 
 
 @pytest.fixture(scope="module")
-def server(_prepared_server_base, tmp_path_factory):
-    env = ServerEnv.copied_from(_prepared_server_base, tmp_path_factory.mktemp("monitor") / "server")
+def server(module_server_env):
+    env = module_server_env
     env.manage("shell", "-c", "from tests.monitor_seed import seed; seed()")
     daphne = DaphneServer(env).start()
     try:

@@ -2,9 +2,8 @@
 real daphne process: no sideways scrolling (from 320 px), axe-core finds nothing, the risk strip
 stays on screen while typing, and a stale number is never shown as current.
 
-One Chromium (the module-scoped ``browser`` fixture) and one daphne for the whole module; pages
-are reused. Set SCREENSHOT_DIR to write
-the screenshots that README shows (docs/screenshots/).
+One Chromium (the ``browser`` fixture, one per test process) and one daphne for the whole module;
+pages are reused. Set SCREENSHOT_DIR to write the screenshots that README shows (docs/screenshots/).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import TIMEOUT_MS, axe_violations, open_kiosk_page, open_live_page, page_width_overflow, shot
-from tests.servers import DaphneServer, ServerEnv
+from tests.servers import DaphneServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,8 +29,8 @@ FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def server(_prepared_server_base, tmp_path_factory):
-    env = ServerEnv.copied_from(_prepared_server_base, tmp_path_factory.mktemp("pages") / "server")
+def server(module_server_env):
+    env = module_server_env
     daphne = DaphneServer(env).start()
     try:
         yield daphne

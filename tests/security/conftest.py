@@ -1,4 +1,4 @@
-"""Fixtures for attacks on a real daphne: one server per test, raw HTTP/1.1 and WebSocket clients
+"""Fixtures for attacks on a real daphne: one server per module, raw HTTP/1.1 and WebSocket clients
 closed after the test whatever it asserted."""
 
 from __future__ import annotations
@@ -11,9 +11,18 @@ from tests.servers import daphne_servers
 from tests.websocket_raw import RawWebSocket, read_response
 
 
+@pytest.fixture(scope="module")
+def daphne(module_server_env):
+    """One daphne process (``python -m project.serve``) shared by the tests of a module: each
+    attack there also checks that the server still answers afterwards, and a new process costs
+    seconds of CPU. A test that measures the process (its memory) starts its own."""
+    with daphne_servers(module_server_env, 1) as (server,):
+        yield server
+
+
 @pytest.fixture
-def daphne(server_env):
-    """One daphne process (``python -m project.serve``) over the test's own database copy."""
+def fresh_daphne(server_env):
+    """A daphne process of the test's own, over the test's own database copy."""
     with daphne_servers(server_env, 1) as (server,):
         yield server
 

@@ -34,8 +34,11 @@ def call(url, body=None, *, method=None, headers=None):
         return error.code, dict(error.headers), error.read()
 
 
-@pytest.fixture
-def server(server_env):
+@pytest.fixture(scope="module")
+def server(module_server_env, collected_static):
+    """One production-like daphne for the module: the outcome test never touches the admin login
+    whose lock-out the other test counts, and the lock-out is per address, in the database."""
+    server_env = module_server_env
     # DEBUG off as in production (plain HTTP on loopback, so no HTTPS redirect or secure cookies).
     server_env.extra.update(
         DJANGO_DEBUG="0",
@@ -47,8 +50,7 @@ def server(server_env):
         DJANGO_METRICS_TOKEN=TOKEN,
         API_THROTTLE_ANON="",
     )
-    server_env.extra["DJANGO_STATIC_ROOT"] = str(server_env.base / "static")
-    server_env.manage("collectstatic", "--no-input", "-v0")
+    server_env.extra["DJANGO_STATIC_ROOT"] = str(collected_static)
     key = server_env.manage("apikey", "create", "--name", "clinic", "--scope", "outcomes").stdout.splitlines()[1]
     with daphne_servers(server_env) as [daphne]:
         yield daphne, key

@@ -13,7 +13,8 @@ from tests.servers import wait_until
 DEADLINE = 60.0
 
 
-def test_rest_answers_503_and_the_watcher_logs_once(daphne, server_env):
+def test_rest_answers_503_and_the_watcher_logs_once(fresh_daphne, server_env):
+    daphne = fresh_daphne  # on server_env's database, which the test takes away
     predict = f"{daphne.http}/api/v1/predict"
     assert requests.post(predict, json={"features": PERSON}, timeout=30).status_code == 200
     db = server_env.base / "db.sqlite3"
