@@ -112,6 +112,17 @@ def redis_server():
         server.kill()
 
 
+@pytest.fixture(scope="module")
+def module_redis_server():
+    """Like ``redis_server``, shared by the tests of one module."""
+    _require_redis()
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
 @pytest.fixture
 def redis_boards(redis_server, settings, monkeypatch):
     """Kiosk boards and the channel layer of this process in the test's redis-server, configured
@@ -190,6 +201,13 @@ def redis_env(server_env, redis_server):
     """The environment for daphne processes sharing the test's redis-server (REDIS_URL)."""
     server_env.redis_url = redis_server.url
     return server_env
+
+
+@pytest.fixture(scope="module")
+def module_redis_env(module_server_env, module_redis_server):
+    """``module_server_env`` for daphne processes sharing the module's redis-server."""
+    module_server_env.redis_url = module_redis_server.url
+    return module_server_env
 
 
 @pytest.fixture(scope="session")

@@ -42,21 +42,26 @@ def test_killing_redis_mid_session_does_not_stop_the_live_socket(redis_env, redi
         assert ask(ws, {"type": "update", "seq": 13, "features": {"bmi": 30}})["type"] == "prediction"
 
 
-@pytest.mark.slow
-def test_daphne_closes_a_frame_over_64_kib_with_1009_and_serves_others(server_env):
-    with daphne_servers(server_env) as [server]:
-        with server.connect(max_size=None) as ws:
-            ws.send(json.dumps({"type": "update", "seq": 1, "features": {}, "pad": "x" * 70000}))
-            with pytest.raises(ConnectionClosed) as closed:
-                ws.recv(timeout=TIMEOUT)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-        with server.connect(max_size=None) as ws:
-            assert ask(ws, {"type": "update", "seq": 0, "features": {"age": 50}})["type"] == "prediction"
+@pytest.fixture(scope="module")
+def server(module_server_env):
+    """One daphne without Redis, for the tests below."""
+    with daphne_servers(module_server_env) as [server]:
+        yield server
 
 
 @pytest.mark.slow
-def test_daphne_refuses_a_foreign_origin(server_env):
-    with daphne_servers(server_env) as [server]:
-        with pytest.raises(Exception) as refused:
-            server.connect(origin="http://evil.example")
-        assert "403" in str(refused.value)
+def test_daphne_closes_a_frame_over_64_kib_with_1009_and_serves_others(server):
+    with server.connect(max_size=None) as ws:
+        ws.send(json.dumps({"type": "update", "seq": 1, "features": {}, "pad": "x" * 70000}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    with server.connect(max_size=None) as ws:
+        assert ask(ws, {"type": "update", "seq": 0, "features": {"age": 50}})["type"] == "prediction"
+
+
+@pytest.mark.slow
+def test_daphne_refuses_a_foreign_origin(server):
+    with pytest.raises(Exception) as refused:
+        server.connect(origin="http://evil.example")
+    assert "403" in str(refused.value)

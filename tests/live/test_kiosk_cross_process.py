@@ -50,8 +50,17 @@ def predict(ws, seq: int, features: dict) -> dict:
     return reply
 
 
+@pytest.fixture(scope="module")
+def two_servers(module_redis_env):
+    """Two processes and their redis-server, shared by the tests that leave both running; every
+    test uses its board's sessions only while its live socket is open."""
+    with daphne_servers(module_redis_env, 2) as servers:
+        yield servers
+
+
 @pytest.fixture
-def two_servers(redis_env):
+def two_own_servers(redis_env):
+    """Two processes of the test's own (for a test that kills one)."""
     with daphne_servers(redis_env, 2) as servers:
         yield servers
 
@@ -99,8 +108,8 @@ def test_an_idle_kiosk_still_receives_after_12_s(two_servers):
     assert "Traceback" not in b.log(), b.log()
 
 
-def test_sessions_of_a_process_that_died_disappear_within_30_s(two_servers):
-    a, b = two_servers
+def test_sessions_of_a_process_that_died_disappear_within_30_s(two_own_servers):
+    a, b = two_own_servers
     with Kiosk(b, "lobby") as kiosk, a.connect("/ws/predict/?board=lobby", max_size=None) as live:
         assert kiosk.next()["type"] == "snapshot"
         predict(live, 1, PARTIAL_PERSON)

@@ -15,11 +15,17 @@ from tests.servers import daphne_servers
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
+@pytest.fixture(scope="module")
+def server(module_server_env):
+    """One daphne for the module (a test that stops it starts it again on the same port)."""
+    with daphne_servers(module_server_env) as [server]:
+        yield server
+
+
 @pytest.fixture
-def browser_page(server_env, new_page):
-    with daphne_servers(server_env) as [server]:
-        page = new_page(viewport={"width": 1100, "height": 1000})
-        yield server, page, watch(page)
+def browser_page(server, new_page):
+    page = new_page(viewport={"width": 1100, "height": 1000})
+    return server, page, watch(page)
 
 
 def test_typing_updates_the_risk_live_without_submitting(browser_page):
@@ -80,7 +86,7 @@ def test_the_submit_button_still_leads_to_the_result_page(browser_page):
     assert all(urlparse(url).hostname == "127.0.0.1" for url in seen["requests"])
 
 
-def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
+def test_the_page_reconnects_and_resends_the_state(browser_page):
     server, page, seen = browser_page
     open_live_page(page, server)
     page.type("#id_glucose", "160", delay=20)
@@ -101,15 +107,14 @@ def test_the_page_reconnects_and_resends_the_state(browser_page, server_env):
     assert seen["page_errors"] == []
 
 
-def test_without_javascript_the_page_is_the_plain_form(server_env, new_page):
-    with daphne_servers(server_env) as [server]:
-        page = new_page(java_script_enabled=False)
-        page.goto(f"{server.http}/")
-        assert not page.is_visible("#live-panel") and not page.is_visible("#risk-strip")
-        page.fill("#id_glucose", "148")
-        page.fill("#id_bmi", "33,6")  # a decimal comma, read as a point by the form too
-        with page.expect_navigation():
-            page.click("button[type=submit]")
-        assert urlparse(page.url).path == "/predict/"
-        assert "%" in page.text_content(".risk-value")
-        assert "33.6 kg/m²" in page.text_content("main")
+def test_without_javascript_the_page_is_the_plain_form(server, new_page):
+    page = new_page(java_script_enabled=False)
+    page.goto(f"{server.http}/")
+    assert not page.is_visible("#live-panel") and not page.is_visible("#risk-strip")
+    page.fill("#id_glucose", "148")
+    page.fill("#id_bmi", "33,6")  # a decimal comma, read as a point by the form too
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert urlparse(page.url).path == "/predict/"
+    assert "%" in page.text_content(".risk-value")
+    assert "33.6 kg/m²" in page.text_content("main")

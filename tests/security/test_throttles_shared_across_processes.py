@@ -3,6 +3,7 @@ batch of N costs N), V2 counts rows, the HTML form counts posts, WebSocket hands
 per address; over the limit each interface answers in its own shape and stores nothing."""
 
 import pytest
+import redis
 import requests
 from websockets.exceptions import InvalidStatus
 
@@ -15,16 +16,25 @@ def _v2_body(rows: int) -> dict:
     return {"inputs": [{"name": "features", "datatype": "FP64", "shape": [rows, 8], "data": data}]}
 
 
-@pytest.fixture
-def two_servers(redis_env):
-    redis_env.extra.update(
+@pytest.fixture(scope="module")
+def shared_servers(module_redis_env):
+    module_redis_env.extra.update(
         API_THROTTLE_ANON="100/minute",
         V2_THROTTLE_ANON="1500/minute",
         FORM_THROTTLE="2/minute",
         WEBSOCKET_THROTTLE_CONNECT="3/minute",
     )
-    with daphne_servers(redis_env, 2) as servers:
+    with daphne_servers(module_redis_env, 2) as servers:
         yield servers
+
+
+@pytest.fixture
+def two_servers(shared_servers, module_redis_server):
+    """The module's two processes, with no count left from another test: the counts live in
+    Redis only, and it is emptied first."""
+    with redis.Redis.from_url(module_redis_server.url) as client:
+        client.flushall()
+    return shared_servers
 
 
 def test_rest_counts_rows_across_processes(two_servers):
