@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Test processes: most of the suite waits on daphne, Redis and Chromium processes rather than
-# computing, so four workers share two cores well; each test file stays on one worker.
+# computing, so four workers share two cores well; each test file stays on one worker. Files are
+# handed out in the order tests/conftest.py collects them (those with slow tests first), not
+# xdist's own (most tests first), so that no long file starts last.
 # One OpenMP thread per process: four workers each spinning two OpenMP threads (scikit-learn's
 # gradient boosting) on two cores slow training down many times over.
 TEST_WORKERS ?= 4
@@ -50,7 +52,7 @@ test: $(BIN)/.dev
 ifneq ($(SKIP_LINT),1)
 	@$(MAKE) --no-print-directory lint
 endif
-	OMP_NUM_THREADS=1 DJANGO_DEBUG=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 DJANGO_DEBUG=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The compose stack for real (tests/compose): two web replicas behind the proxy, through one port.
 compose-test: $(BIN)/.dev

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,19 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # database (transactional tests), so the model trains only once per session.
 _TRAINED: dict = {}
 _TRAINED_ARTIFACT: dict = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist (`make test`: whole files per worker, in collection order), the files with the
+    most tests marked slow go first and the quick ones fill in at the end: a process-starting
+    file handed out last would run alone while the other workers sit idle. Each file's own order
+    is kept."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    size = Counter(item.path for item in items)
+    first_seen = {path: i for i, path in enumerate(dict.fromkeys(item.path for item in items))}
+    items.sort(key=lambda item: (-slow[item.path], -size[item.path], first_seen[item.path]))
 
 
 @pytest.fixture(autouse=True, scope="session")
