@@ -11,8 +11,9 @@ Django would run for these requests, without the hops:
 - V2 is answered by its view (``api.v2.model_infer``) itself;
 - REST by ``api.rest.PredictApi``'s own parts: the strict JSON parser, the input serializer (DRF
   validation and error detail), the row throttle, the project's DRF exception handler and DRF's
-  JSON renderer; the assessments are stored before the answer is sent, in one hop to a writer
-  thread that keeps its database connection open;
+  JSON renderer; the assessments are stored by a writer thread that keeps its database
+  connection open, in one hop; their ids are drawn first, so the answer is rendered while they are
+  written, and sent only once they are stored;
 - the response passes through the same instances of the middleware that set headers on it
   (security, content security policy, common, frame options), in Django's order; a status of 400
   or more is logged as Django logs it, and a bug becomes Django's 500 answer (JSON for the APIs).
@@ -54,12 +55,12 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from ml_engine.models import Interface
+from ml_engine.models import Assessment, Interface
 from ml_engine.registry import active_model
 from ml_engine.services import (
     Prediction,
-    assessment_create,
-    assessments_create,
+    assessments_build,
+    assessments_insert,
     predict,
     predict_many,
 )
@@ -213,18 +214,26 @@ class PredictionRoute:
         if not 0 < len(body) <= REST_INLINE_BODY_BYTES:
             raise NotHere
         request = self._request(scope, body)
+        stored: asyncio.Future[None] | None = None
         try:
-            response = await self._predict(request, body)
+            response, stored = await self._predict(request, body)
+            # The answer is made ready while the writer stores its assessments (their ids are drawn
+            # before the write), and is sent only once they are stored.
+            finished = self._finish(request, self._render(response))
+            await stored
+            return finished
         except Exception as exc:
+            if stored is not None and not stored.done():
+                stored.add_done_callback(_retrieved)  # a bug after the write began: it finishes alone
             handled = exception_handler(exc, {"view": None, "request": request})
             if handled is None:  # a bug: Django's 500 answer and log line
                 return self._finish(request, response_for_exception(request, exc))
-            response = handled
-        return self._finish(request, self._render(response))
+            return self._finish(request, self._render(handled))
 
     @staticmethod
-    async def _predict(request: ASGIRequest, body: bytes) -> Response:
-        """``PredictApi.post`` with its DRF checks, in DRF's order: throttle, parse, validate."""
+    async def _predict(request: ASGIRequest, body: bytes) -> tuple[Response, asyncio.Future[None]]:
+        """``PredictApi.post`` with its DRF checks, in DRF's order: throttle, parse, validate; the
+        answer, and the write of its assessments, begun."""
         address = request.META.get("REMOTE_ADDR") or ""  # DRF's get_ident with NUM_PROXIES = 0
         decision = await throttling.rest_rows.ahit(address, cost=1)
         if not decision.allowed:
@@ -233,15 +242,16 @@ class PredictionRoute:
         if active_model.current is None:  # a process's first prediction loads the model: off the loop
             await sync_to_async(active_model.get, thread_sensitive=True)()
         if "features" in data:
-            prediction = predict(features=data["features"], interface=Interface.REST)
-            return Response(rest.answer(predictions=[prediction], ids=await _store([prediction]), single=True))
-        extra = len(data["instances"]) - 1  # a batch of N costs N (README: "Throttles")
-        if extra > 0:
-            decision = await throttling.rest_rows.ahit(address, cost=extra)
-            if not decision.allowed:
-                raise exceptions.Throttled(wait=decision.wait)
-        predictions = predict_many(instances=data["instances"], interface=Interface.REST)
-        return Response(rest.answer(predictions=predictions, ids=await _store(predictions), single=False))
+            predictions = [predict(features=data["features"], interface=Interface.REST)]
+        else:
+            extra = len(data["instances"]) - 1  # a batch of N costs N (README: "Throttles")
+            if extra > 0:
+                decision = await throttling.rest_rows.ahit(address, cost=extra)
+                if not decision.allowed:
+                    raise exceptions.Throttled(wait=decision.wait)
+            predictions = predict_many(instances=data["instances"], interface=Interface.REST)
+        ids, stored = _store(predictions)
+        return Response(rest.answer(predictions=predictions, ids=ids, single="features" in data)), stored
 
     @staticmethod
     def _render(response: Response) -> Response:
@@ -285,29 +295,32 @@ def _usable() -> bool:
     return connection.is_usable()
 
 
-def _store_sync(predictions: list[Prediction]) -> list[str]:
+def _insert(assessments: list[Assessment]) -> None:
     global _opened_file
     if connection.connection is not None and not _usable():
         connection.close()
     was_open = connection.connection is not None
     try:
-        if len(predictions) == 1:
-            stored = [assessment_create(prediction=predictions[0], interface=Interface.REST)]
-        else:
-            stored = assessments_create(predictions=predictions, interface=Interface.REST)
+        assessments_insert(assessments=assessments)
     except DatabaseError:
         connection.close()
         raise
     if not was_open and connection.vendor == "sqlite":
         _opened_file = _sqlite_file()
-    return [str(assessment.public_id) for assessment in stored]
 
 
-async def _store(predictions: list[Prediction]) -> list[str]:
-    """The assessments of ``predictions`` stored before the answer (one INSERT for a batch, one
-    hop to the writer thread); their public ids in order. A database error reaches the caller
-    (503), so no answer ever carries an id that was not stored."""
-    return await asyncio.get_running_loop().run_in_executor(_writer, _store_sync, predictions)
+def _store(predictions: list[Prediction]) -> tuple[list[str], asyncio.Future[None]]:
+    """The public ids of the assessments of ``predictions``, and their write (one INSERT, one hop
+    to the writer thread), begun. A database error is the future's (a 503 to the caller), so no
+    answer ever carries an id that was not stored."""
+    assessments = assessments_build(predictions=predictions, interface=Interface.REST)
+    stored = asyncio.get_running_loop().run_in_executor(_writer, _insert, assessments)
+    return [str(assessment.public_id) for assessment in assessments], stored
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("An assessment write failed after its request had failed.")
 
 
 def close_connection() -> None:

@@ -62,9 +62,11 @@ MONITOR_COMPUTED = Gauge(
 )
 
 # Every interface's series exists from the start, at zero, so a rate never starts from "absent".
+# The prediction service counts through these children: ``labels()`` takes a lock and checks its
+# arguments on every call, a measurable part of a live keystroke's cost.
+PREDICTIONS_BY_INTERFACE = {i: PREDICTIONS.labels(i) for i in Interface}
+LATENCY_BY_INTERFACE = {i: PREDICTION_LATENCY.labels(i) for i in Interface}
 for _interface in Interface:
-    PREDICTIONS.labels(_interface)
-    PREDICTION_LATENCY.labels(_interface)
     INVALID_INPUTS.labels(_interface)
 for _kind in ("live", "kiosk"):
     OPEN_WEBSOCKETS.labels(_kind)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy
 import sklearn
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from . import metrics
@@ -115,25 +116,32 @@ def _explain(
     served: ServedModel,
     cleaned: dict[str, float | None],
     risk: float,
+    band: str,
     contributions: Iterable[float],
     shadow: tuple[str, float | None] = ("", None),
 ) -> Prediction:
+    # One pass over the features: a live keystroke pays for every step here (README: "Live
+    # predictions (WebSocket)").
     ranges = served.training_ranges
-    warnings = [
-        f"extrapolated:{key}"
-        for key, value in cleaned.items()
-        if value is not None and not ranges[key][0] <= value <= ranges[key][1]
-    ] + clinical_warnings(cleaned)
-    by_key = {key: float(c) for key, c in zip(FEATURE_KEYS, contributions, strict=True)}
+    by_key: dict[str, float] = {}
+    imputed: list[str] = []
+    warnings: list[str] = []
+    for key, contribution in zip(FEATURE_KEYS, contributions, strict=True):
+        by_key[key] = float(contribution)
+        value = cleaned[key]
+        if value is None:
+            imputed.append(key)
+        elif not ranges[key][0] <= value <= ranges[key][1]:
+            warnings.append(f"extrapolated:{key}")
     return Prediction(
         risk=risk,
-        band=band_for(risk, served.bands),
+        band=band,
         label=int(risk >= served.threshold),
         threshold=served.threshold,
         contributions=by_key,
         points=risk_points(baseline_logit=served.metadata["baseline"]["logit"], contributions=by_key),
-        imputed=[key for key, value in cleaned.items() if value is None],
-        warnings=warnings,
+        imputed=imputed,
+        warnings=warnings + clinical_warnings(cleaned),
         model_name=served.name,
         model_version=served.version,
         features=cleaned,
@@ -260,11 +268,11 @@ def _predict_cleaned(
     risk, contributions = served.model.predict_one(values)
     band = band_for(risk, served.bands)
     shadow = _shadow_one(served, values, risk, band, interface)
-    prediction = _explain(served, cleaned, risk, contributions, shadow)
+    prediction = _explain(served, cleaned, risk, band, contributions, shadow)
     if served is not active_model.current:
         metrics.CANARY_PREDICTIONS.labels(interface).inc()
-    metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
-    metrics.PREDICTIONS.labels(interface).inc()
+    metrics.LATENCY_BY_INTERFACE[interface].observe(time.perf_counter() - started)
+    metrics.PREDICTIONS_BY_INTERFACE[interface].inc()
     tally.add(interface=interface, model_version=served.version, band=prediction.band, risk=risk)
     return prediction
 
@@ -401,8 +409,8 @@ def predict_many(*, instances: Sequence[Any], interface: Interface, contribution
         )
     if served is not active_model.current:
         metrics.CANARY_PREDICTIONS.labels(interface).inc(len(predictions))
-    metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
-    metrics.PREDICTIONS.labels(interface).inc(len(predictions))
+    metrics.LATENCY_BY_INTERFACE[interface].observe(time.perf_counter() - started)
+    metrics.PREDICTIONS_BY_INTERFACE[interface].inc(len(predictions))
     tally.add_risks(interface=interface, model_version=version, risks=risks, bands=bands)
     return predictions
 
@@ -447,8 +455,8 @@ def predict_risks(*, matrix: numpy.ndarray, interface: Interface, canary: bool =
     _shadow_matrix(served, X, risks, interface)  # V2 stores nothing: the agreement metrics only
     if served is not active_model.current:
         metrics.CANARY_PREDICTIONS.labels(interface).inc(len(risks))
-    metrics.PREDICTION_LATENCY.labels(interface).observe(time.perf_counter() - started)
-    metrics.PREDICTIONS.labels(interface).inc(len(risks))
+    metrics.LATENCY_BY_INTERFACE[interface].observe(time.perf_counter() - started)
+    metrics.PREDICTIONS_BY_INTERFACE[interface].inc(len(risks))
     tally.add_risks(interface=interface, model_version=served.version, risks=risks, bands=served.bands)
     return RiskBatch(
         risks=risks,
@@ -479,7 +487,42 @@ def assessment_create(*, prediction: Prediction, interface: Interface) -> Assess
 
 def assessments_create(*, predictions: Sequence[Prediction], interface: Interface) -> list[Assessment]:
     # One INSERT for the batch; bulk_create sets primary keys on PostgreSQL and SQLite 3.35+.
-    return Assessment.objects.bulk_create([_assessment(p, interface) for p in predictions])
+    return Assessment.objects.bulk_create(assessments_build(predictions=predictions, interface=interface))
+
+
+def assessments_build(*, predictions: Sequence[Prediction], interface: Interface) -> list[Assessment]:
+    """Unsaved assessments of ``predictions`` with their public ids already drawn. No I/O: a caller
+    on the event loop can make its answer ready while ``assessments_insert`` writes them."""
+    return [_assessment(p, interface) for p in predictions]
+
+
+def assessments_insert(*, assessments: Sequence[Assessment]) -> None:
+    """Store assessments made by ``assessments_build`` in one INSERT. Their database keys are not
+    read back (``pk`` stays None): outside the server an assessment is known by its public id."""
+    if len(assessments) > 1:
+        Assessment.objects.bulk_create(assessments)
+        return
+    # One row: the statement Django's compiler writes for it, compiled once per database. save()
+    # compiles it afresh each time, ~0.3 ms of Python that holds the GIL while the event loop
+    # answers other requests; here the parameters and one execute remain.
+    (assessment,) = assessments
+    params = [f.get_db_prep_save(f.pre_save(assessment, True), connection) for f in _INSERTED_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(), params)
+
+
+_INSERTED_FIELDS = tuple(f for f in Assessment._meta.concrete_fields if not f.primary_key)
+_insert_statements: dict[tuple[str, str], str] = {}
+
+
+def _insert_sql() -> str:
+    key = (connection.alias, connection.vendor)
+    if key not in _insert_statements:
+        query = InsertQuery(Assessment)
+        query.insert_values(_INSERTED_FIELDS, [Assessment()])
+        ((sql, _),) = query.get_compiler(connection=connection).as_sql()
+        _insert_statements[key] = sql
+    return _insert_statements[key]
 
 
 class OutcomeAlreadyRecorded(Exception):

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIHandler
+from django.db import OperationalError
 
+from api import asgi as api_asgi
 from api.asgi import PredictionRoute, close_connection
 from ml_engine.models import Assessment, ModelVersion
 from ml_engine.registry import active_model
@@ -208,6 +211,50 @@ def test_rest_assessments_are_stored_before_the_answer(apps):
     assert Assessment.objects.count() == before + 3
     call(route, REST, json.dumps({"features": {"glucose": 900}}).encode())
     assert Assessment.objects.count() == before + 3  # a refused request stores nothing
+
+
+def test_the_answer_waits_for_its_assessment(apps):
+    """The answer is made ready while the writer stores its assessment, and sent only once the
+    assessment is stored: with the writer held, nothing is sent."""
+    _, route, _ = apps
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        release.wait(10)
+
+    api_asgi._writer.submit(hold)
+    assert held.wait(10)
+
+    async def scenario() -> dict:
+        task = asyncio.ensure_future(
+            _call(route, REST, json.dumps({"features": PERSON}).encode(), JSON, "POST", b"", b"127.0.0.1:8000")
+        )
+        await asyncio.sleep(0.3)
+        assert not task.done()  # the answer is not sent while its write waits
+        release.set()
+        return await task
+
+    answer = async_to_sync(scenario)()
+    assert answer["status"] == 200
+    assert Assessment.objects.filter(public_id=json.loads(answer["body"])["id"]).exists()
+
+
+def test_a_failed_write_answers_503_not_the_prepared_answer(apps, monkeypatch):
+    """An answer whose assessment could not be stored is never sent: the client gets the API's 503
+    and no id (README: "Errors")."""
+    _, route, _ = apps
+
+    def fail(**kwargs: Any) -> None:
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(api_asgi, "assessments_insert", fail)
+    before = Assessment.objects.count()
+    answer = call(route, REST, json.dumps({"features": PERSON}).encode())
+    assert answer["status"] == 503
+    body = json.loads(answer["body"])
+    assert "errors" in body and "id" not in body and "risk" not in body
+    assert Assessment.objects.count() == before
 
 
 def test_throttled_alike(apps, settings):

@@ -1,7 +1,7 @@
 import pytest
 
 from ml_engine import services
-from ml_engine.models import Interface
+from ml_engine.models import Assessment, Interface
 from ml_engine.registry import active_model
 from ml_engine.schema import FeatureValidationError
 from tests.samples import PERSON
@@ -152,9 +152,27 @@ def test_every_prediction_and_storing_service_is_told_its_interface():
         services.predict_risks,
         services.assessment_create,
         services.assessments_create,
+        services.assessments_build,
     ):
         parameter = inspect.signature(service).parameters["interface"]
         assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, service.__name__
         assert parameter.default is inspect.Parameter.empty, service.__name__
     assert Assessment._meta.get_field("interface").choices == Interface.choices
     assert [str(member) for member in Interface] == ["form", "rest", "v2", "ws"]
+
+
+@pytest.mark.django_db
+def test_one_inserted_assessment_is_stored_as_save_stores_it(served_model):
+    """``assessments_insert`` writes one row with a statement compiled once; the row holds what
+    ``save()`` would have stored, field by field."""
+    prediction = services.predict(features={**PERSON, "insulin": None}, interface=Interface.REST)
+    (inserted,) = services.assessments_build(predictions=[prediction], interface=Interface.REST)
+    services.assessments_insert(assessments=[inserted])
+    saved = services.assessment_create(prediction=prediction, interface=Interface.REST)
+    first = Assessment.objects.get(public_id=inserted.public_id)
+    second = Assessment.objects.get(pk=saved.pk)
+    for field in Assessment._meta.concrete_fields:
+        if field.name not in ("id", "public_id", "created_at"):
+            assert getattr(first, field.attname) == getattr(second, field.attname), field.name
+    assert first.features["insulin"] is None
+    assert abs(first.created_at - second.created_at).total_seconds() < 60
