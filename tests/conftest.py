@@ -224,11 +224,12 @@ def module_redis_env(module_server_env, module_redis_server):
     return module_server_env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium, launched by Playwright (tests/browser.py): one per test process,
-    kept for the session (a launch costs CPU the other test processes are waiting for); tests
-    open their own pages or contexts in it, and ``new_page`` closes them."""
+    """Headless Debian Chromium, launched by Playwright (tests/browser.py): one per test module;
+    tests open their own pages or contexts in it. Not one per session: while Playwright's sync API
+    is open, its event loop counts as running in this thread, which breaks every later async test
+    and Django's async-safety check."""
     from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
     require_chromium()

@@ -2,8 +2,8 @@
 real daphne process: no sideways scrolling (from 320 px), axe-core finds nothing, the risk strip
 stays on screen while typing, and a stale number is never shown as current.
 
-One Chromium (the ``browser`` fixture, one per test process) and one daphne for the whole module;
-pages are reused. Set SCREENSHOT_DIR to write the screenshots that README shows (docs/screenshots/).
+One Chromium (the module-scoped ``browser`` fixture) and one daphne for the whole module; pages
+are reused. Set SCREENSHOT_DIR to write the screenshots that README shows (docs/screenshots/).
 """
 
 from __future__ import annotations
