@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+from pathlib import Path
+
 import pytest
 from daphne.ws_protocol import WebSocketProtocol
 
@@ -46,3 +49,11 @@ def test_a_missing_option_stops_the_start(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         serve.ServingCommandLineInterface()
     assert "daphne option websocket_send_queue" in str(stopped.value)
+
+
+def test_what_serve_relies_on_is_pinned_at_the_installed_versions():
+    """daphne's own ranges would let an upgrade of autobahn or Twisted in: both are pinned."""
+    requirements = (Path(serve.__file__).resolve().parent.parent / "requirements.txt").read_text()
+    pins = dict(line.split("==", 1) for line in requirements.splitlines() if "==" in line and not line.startswith("#"))
+    for name in ("daphne", "autobahn", "Twisted"):
+        assert pins[name].split()[0] == metadata.version(name), name

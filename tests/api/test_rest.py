@@ -2,7 +2,9 @@ import json
 import re
 
 import pytest
+from rest_framework.exceptions import ValidationError
 
+from api import rest
 from ml_engine.inference import AdditiveModel
 from ml_engine.models import Assessment, Interface, ModelVersion
 from ml_engine.registry import active_model
@@ -390,3 +392,35 @@ def test_a_capped_object_still_counts_every_unknown_key_and_keeps_known_ones(
     errors = assert_errors(post_json(client, PREDICT, {"features": features}))
     assert errors["features"] == ["And 97 more unknown features."]
     assert [key for key in errors if key.startswith("features.")] == ["features.x0", "features.x1", "features.x2"]
+
+
+BODIES = [
+    {"features": PERSON},
+    {"features": {**PERSON, "insulin": None}},
+    {"features": {"glucose": 0, "age": 21}},
+    {"features": {"glucose": 199.0, "bmi": 67.1, "pregnancies": 17}},
+    {"features": {"pregnancies": 2.0}},
+    {"features": {"pregnancies": 2.5}},
+    {"features": {"glucose": 900}},
+    {"features": {"glucose": "120"}},
+    {"features": {"glucose": True}},
+    {"features": {"sugar": 1}},
+    {"features": {f"k{i}": i for i in range(40)}},
+    {"features": {}},
+    {"features": None},
+    {"features": [1, 2]},
+    {"features": PERSON, "extra": 1},
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_validated_input_is_the_serializers_answer(served_model, body):
+    """``validated_input`` takes a passing ``{"features": {...}}`` body from clean_features
+    directly: its answer and its errors are always the serializer's."""
+    serializer = rest.PredictApi.InputSerializer(data=body)
+    if serializer.is_valid():
+        assert rest.validated_input(body) == serializer.validated_data
+    else:
+        with pytest.raises(ValidationError) as refused:
+            rest.validated_input(body)
+        assert refused.value.detail == serializer.errors

@@ -14,14 +14,13 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
+from tests.compose.commands import ROOT, log, run
 from tests.samples import OFFICIAL_IMAGES
 from tests.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROJECT = "diabetes-compose-test"
 # A throttle small enough to exhaust in a few dozen requests (README: "Docker Compose").
@@ -37,19 +36,6 @@ def pytest_collection_modifyitems(config, items):
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
-
-
-def log(message: str) -> None:
-    print(f"[compose-test] {message}", flush=True)
-
-
-def run(*args: str, env: dict | None = None, timeout: float = 600, check: bool = True, quiet: bool = False):
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    if not quiet and result.returncode != 0:
-        log(f"{' '.join(args)}: exit {result.returncode}: {result.stderr.strip()[-500:]}")
-    return result
 
 
 def _docker_or_fail() -> None:

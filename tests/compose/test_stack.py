@@ -17,7 +17,7 @@ import requests
 import websockets
 from websockets.typing import Origin
 
-from tests.compose.conftest import log, run
+from tests.compose.commands import log, run
 from tests.samples import PERSON, PERSON_ROW
 from tests.servers import csrf_token
 
