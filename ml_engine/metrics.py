@@ -178,8 +178,7 @@ CANARY_SHARE = Gauge(
     "diabetes_canary_share",
     "The share of new live sessions and REST/V2 requests the canary answers (0 without a canary).",
 )
-for _interface in Interface:
-    CANARY_PREDICTIONS.labels(_interface)
+CANARY_BY_INTERFACE = {i: CANARY_PREDICTIONS.labels(i) for i in Interface}  # as PREDICTIONS_BY_INTERFACE
 
 
 def set_serving_plan(*, shadow: str | None, canary: str | None, share: float) -> None:

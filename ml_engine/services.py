@@ -270,7 +270,7 @@ def _predict_cleaned(
     shadow = _shadow_one(served, values, risk, band, interface)
     prediction = _explain(served, cleaned, risk, band, contributions, shadow)
     if served is not active_model.current:
-        metrics.CANARY_PREDICTIONS.labels(interface).inc()
+        metrics.CANARY_BY_INTERFACE[interface].inc()
     metrics.LATENCY_BY_INTERFACE[interface].observe(time.perf_counter() - started)
     metrics.PREDICTIONS_BY_INTERFACE[interface].inc()
     tally.add(interface=interface, model_version=served.version, band=prediction.band, risk=risk)
@@ -408,7 +408,7 @@ def predict_many(*, instances: Sequence[Any], interface: Interface, contribution
             )
         )
     if served is not active_model.current:
-        metrics.CANARY_PREDICTIONS.labels(interface).inc(len(predictions))
+        metrics.CANARY_BY_INTERFACE[interface].inc(len(predictions))
     metrics.LATENCY_BY_INTERFACE[interface].observe(time.perf_counter() - started)
     metrics.PREDICTIONS_BY_INTERFACE[interface].inc(len(predictions))
     tally.add_risks(interface=interface, model_version=version, risks=risks, bands=bands)
@@ -454,7 +454,7 @@ def predict_risks(*, matrix: numpy.ndarray, interface: Interface, canary: bool =
     risks, _ = served.model.predict_matrix(X, contributions=False)
     _shadow_matrix(served, X, risks, interface)  # V2 stores nothing: the agreement metrics only
     if served is not active_model.current:
-        metrics.CANARY_PREDICTIONS.labels(interface).inc(len(risks))
+        metrics.CANARY_BY_INTERFACE[interface].inc(len(risks))
     metrics.LATENCY_BY_INTERFACE[interface].observe(time.perf_counter() - started)
     metrics.PREDICTIONS_BY_INTERFACE[interface].inc(len(risks))
     tally.add_risks(interface=interface, model_version=served.version, risks=risks, bands=served.bands)

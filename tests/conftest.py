@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,26 +116,25 @@ def _require_redis() -> None:
         pytest.skip("SKIPPED LOUDLY: redis-server is not installed; `apt-get install redis-server` to run this")
 
 
-@pytest.fixture
-def redis_server():
-    """A redis-server of this test's own on a free port, killed at the end (frozen or not)."""
+def _own_redis_server() -> Iterator[RedisServer]:
     _require_redis()
     server = RedisServer().start()
     try:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def redis_server():
+    """A redis-server of this test's own on a free port, killed at the end (frozen or not)."""
+    yield from _own_redis_server()
 
 
 @pytest.fixture(scope="module")
 def module_redis_server():
     """Like ``redis_server``, shared by the tests of one module."""
-    _require_redis()
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.kill()
+    yield from _own_redis_server()
 
 
 @pytest.fixture
