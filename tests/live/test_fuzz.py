@@ -17,7 +17,7 @@ import json
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from live.consumers import MAX_FRAME_BYTES
@@ -89,6 +89,18 @@ def _too_big(frame: str | bytes) -> bool:
     return size > MAX_FRAME_BYTES
 
 
+def _own_seq(frame: str | bytes) -> int | None:
+    """The seq of a frame that is an update or reset with a whole-number seq, else None."""
+    try:
+        content = json.loads(frame)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(content, dict) or content.get("type") not in ("update", "reset"):
+        return None
+    seq = content.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
 async def send_and_check(ws: WebsocketCommunicator, frame: str | bytes, seq: int | None) -> bool:
     """Send one frame; check its one reply. False when the socket was (rightly) closed."""
     # send_input, not send_to: the communicator's helper refuses empty frames, a client may not.
@@ -102,6 +114,8 @@ async def send_and_check(ws: WebsocketCommunicator, frame: str | bytes, seq: int
     assert output["type"] == "websocket.send", output
     reply = json.loads(output["text"])
     assert reply["type"] in ("prediction", "cleared", "error"), reply
+    if seq is None:  # a generated frame may itself be a well-formed update or reset: its seq is answered
+        seq = _own_seq(frame)
     if reply["type"] == "error" and reply["seq"] is None:
         assert reply["code"] in ("bad_json", "bad_message"), reply
         assert isinstance(reply["detail"], str)
@@ -154,6 +168,8 @@ def test_generated_frames_are_always_answered_or_closed_correctly(served_model, 
             ],
         )
         @given(batch=frames)
+        # Generated frames that are themselves well formed: each is answered with its own seq.
+        @example(batch=['{"type":"reset","seq":0}', '{"type":"update","seq":1,"features":{"glucose":120}}'])
         def check(batch: list) -> None:
             loop.run_until_complete(run(batch))
 
