@@ -44,6 +44,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.exception import response_for_exception
 from django.db import DatabaseError, connection
+from django.db.backends.utils import CursorWrapper
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
@@ -277,8 +278,11 @@ _ALLOW = ", ".join(rest.PredictApi().allowed_methods)
 # each write the connection is checked: a server that went away, or an SQLite file that was moved
 # or replaced, closes it, so the write connects afresh (and fails with a 503 if it cannot); a failed
 # write closes it too.
+# The writer keeps one cursor on that connection too: a new cursor per write cost ~40 µs of a
+# ~150 µs write (README: "Benchmarks").
 _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assessment-writer")
 _opened_file: tuple[int, int] | None = None  # (device, inode) of the SQLite file the writer opened
+_cursor: tuple[Any, CursorWrapper] | None = None  # the writer's cursor and the DB-API connection it is on
 
 
 def _sqlite_file() -> tuple[int, int] | None:
@@ -295,13 +299,22 @@ def _usable() -> bool:
     return connection.is_usable()
 
 
+def _writer_cursor() -> CursorWrapper:
+    """The writer's cursor, made anew whenever its connection is not the one the cursor is on."""
+    global _cursor
+    if _cursor is None or _cursor[0] is not connection.connection:
+        cursor = connection.cursor()  # connects first when the connection is closed
+        _cursor = (connection.connection, cursor)
+    return _cursor[1]
+
+
 def _insert(assessments: list[Assessment]) -> None:
     global _opened_file
     if connection.connection is not None and not _usable():
         connection.close()
     was_open = connection.connection is not None
     try:
-        assessments_insert(assessments=assessments)
+        assessments_insert(assessments=assessments, cursor=_writer_cursor())
     except DatabaseError:
         connection.close()
         raise
@@ -329,6 +342,8 @@ def close_connection() -> None:
 
 
 def _close() -> None:
+    global _cursor
+    _cursor = None
     connection.close()  # looked up in the writer thread: connections are per thread
 
 

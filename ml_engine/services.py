@@ -20,6 +20,7 @@ from typing import Any
 import numpy
 import sklearn
 from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -496,9 +497,11 @@ def assessments_build(*, predictions: Sequence[Prediction], interface: Interface
     return [_assessment(p, interface) for p in predictions]
 
 
-def assessments_insert(*, assessments: Sequence[Assessment]) -> None:
+def assessments_insert(*, assessments: Sequence[Assessment], cursor: CursorWrapper | None = None) -> None:
     """Store assessments made by ``assessments_build`` in one INSERT. Their database keys are not
-    read back (``pk`` stays None): outside the server an assessment is known by its public id."""
+    read back (``pk`` stays None): outside the server an assessment is known by its public id.
+    ``cursor``: a cursor of this thread's connection that a caller keeps open between writes (one
+    row only); without it, a new one."""
     if len(assessments) > 1:
         Assessment.objects.bulk_create(assessments)
         return
@@ -507,8 +510,11 @@ def assessments_insert(*, assessments: Sequence[Assessment]) -> None:
     # answers other requests; here the parameters and one execute remain.
     (assessment,) = assessments
     params = [f.get_db_prep_save(f.pre_save(assessment, True), connection) for f in _INSERTED_FIELDS]
-    with connection.cursor() as cursor:
+    if cursor is not None:
         cursor.execute(_insert_sql(), params)
+        return
+    with connection.cursor() as new_cursor:
+        new_cursor.execute(_insert_sql(), params)
 
 
 _INSERTED_FIELDS = tuple(f for f in Assessment._meta.concrete_fields if not f.primary_key)

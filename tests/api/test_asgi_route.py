@@ -213,6 +213,19 @@ def test_rest_assessments_are_stored_before_the_answer(apps):
     assert Assessment.objects.count() == before + 3  # a refused request stores nothing
 
 
+def test_the_writer_keeps_its_cursor_between_writes(apps):
+    """One cursor on the writer's connection serves write after write. (A cursor of a connection
+    that was closed is never used: tests/security/test_database_down_answers_503.py takes the
+    database file away and brings it back, and the writes after it are stored again.)"""
+    _, route, _ = apps
+    body = json.dumps({"features": PERSON}).encode()
+    ids = [json.loads(call(route, REST, body)["body"])["id"]]
+    first = api_asgi._cursor
+    ids.append(json.loads(call(route, REST, body)["body"])["id"])
+    assert first is not None and api_asgi._cursor is first
+    assert Assessment.objects.filter(public_id__in=ids).count() == 2
+
+
 def test_the_answer_waits_for_its_assessment(apps):
     """The answer is made ready while the writer stores its assessment, and sent only once the
     assessment is stored: with the writer held, nothing is sent."""
