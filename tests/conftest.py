@@ -10,8 +10,6 @@ tests/browser.py and tests/websocket_raw.py.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.servers import ROOT, RedisServer, ServerEnv, made_once, redis_server_binary
+from tests.servers import RedisServer, ServerEnv, collect_static, made_once, redis_server_binary
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -178,33 +176,11 @@ def _prepared_server_base(shared_tmp):
     return made_once(shared_tmp, "server-template", prepare)
 
 
-# `manage.py collectstatic --no-input -v0` as the image runs it (Dockerfile), with the packages of
-# requirements.txt only: brotli is not one of them (here it comes with the test tools), so
-# WhiteNoise makes gzip copies only, as in production; brotli's copies took a minute of CPU.
-_COLLECTSTATIC_AS_IN_THE_IMAGE = (
-    "import runpy, sys; sys.modules['brotli'] = None; "
-    "sys.argv = ['manage.py', 'collectstatic', '--no-input', '-v0']; runpy.run_path('manage.py', run_name='__main__')"
-)
-
-
 @pytest.fixture(scope="session")
 def collected_static(shared_tmp):
-    """What `manage.py collectstatic` makes with the production settings (hashed names, compressed
-    copies), collected once per run. Read-only: give it to production-like servers as
-    DJANGO_STATIC_ROOT."""
-
-    def collect(static_root: Path) -> None:
-        environ = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
-        environ.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="x" * 60, DJANGO_STATIC_ROOT=str(static_root))
-        subprocess.run(
-            [sys.executable, "-c", _COLLECTSTATIC_AS_IN_THE_IMAGE],
-            cwd=ROOT,
-            env=environ,
-            check=True,
-            timeout=300,
-        )
-
-    return made_once(shared_tmp, "static", collect)
+    """What `manage.py collectstatic` makes with the production settings (``collect_static``),
+    collected once per run. Read-only: give it to production-like servers as DJANGO_STATIC_ROOT."""
+    return made_once(shared_tmp, "static", collect_static)
 
 
 @pytest.fixture

@@ -67,6 +67,39 @@ def made_once(shared: Path, name: str, make: Callable[[Path], None]) -> Path:
     return path
 
 
+# `manage.py collectstatic --no-input -v0` as the image runs it (Dockerfile), with the packages of
+# requirements.txt only: brotli is not one of them (here it comes with the test tools), so
+# WhiteNoise makes gzip copies only, as in production; brotli's copies took a minute of CPU.
+_COLLECTSTATIC_AS_IN_THE_IMAGE = (
+    "import runpy, sys; sys.modules['brotli'] = None; "
+    "sys.argv = ['manage.py', 'collectstatic', '--no-input', '-v0']; runpy.run_path('manage.py', run_name='__main__')"
+)
+
+
+def collect_static(static_root: Path) -> None:
+    """What `manage.py collectstatic` makes with the production settings (hashed names, compressed
+    copies), into ``static_root``: give it to production-like servers as DJANGO_STATIC_ROOT."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    environ.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="x" * 60, DJANGO_STATIC_ROOT=str(static_root))
+    subprocess.run(
+        [sys.executable, "-c", _COLLECTSTATIC_AS_IN_THE_IMAGE], cwd=ROOT, env=environ, check=True, timeout=300
+    )
+
+
+def production_settings(static_root: Path) -> dict[str, str]:
+    """Environment for a daphne process with DEBUG off, as in production, on plain HTTP over
+    loopback (so no HTTPS redirect, secure cookies or HSTS), serving ``collect_static``'s files."""
+    return {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "a-test-secret-key-that-is-long-enough-for-the-deploy-checks-0123456789",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_SESSION_COOKIE_SECURE": "0",
+        "DJANGO_CSRF_COOKIE_SECURE": "0",
+        "DJANGO_SECURE_HSTS_SECONDS": "0",
+        "DJANGO_STATIC_ROOT": str(static_root),
+    }
+
+
 def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
@@ -167,6 +200,7 @@ class DaphneServer:
     log_path: Path | None = None
     flags: tuple[str, ...] = ()  # daphne flags on top of the production options
     preexec_fn: Callable[[], None] | None = None  # run in the child before daphne (resource limits)
+    application: str = "asgi:application"  # another for the benchmark's floor (bench/floor.py)
 
     @property
     def http(self) -> Origin:
@@ -198,7 +232,7 @@ class DaphneServer:
                 "-p",
                 str(self.port),
                 *self.flags,
-                "asgi:application",
+                self.application,
             ],
             cwd=ROOT,
             env=self.env.environ,

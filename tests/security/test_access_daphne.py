@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.samples import PERSON
-from tests.servers import csrf_token, daphne_servers
+from tests.servers import csrf_token, daphne_servers, production_settings
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +39,7 @@ def server(module_server_env, collected_static):
     """One production-like daphne for the module: the outcome test never touches the admin login
     whose lock-out the other test counts, and the lock-out is per address, in the database."""
     server_env = module_server_env
-    # DEBUG off as in production (plain HTTP on loopback, so no HTTPS redirect or secure cookies).
-    server_env.extra.update(
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="a-test-secret-key-that-is-long-enough-for-the-deploy-checks-0123456789",
-        DJANGO_SECURE_SSL_REDIRECT="0",
-        DJANGO_SESSION_COOKIE_SECURE="0",
-        DJANGO_CSRF_COOKIE_SECURE="0",
-        DJANGO_SECURE_HSTS_SECONDS="0",
-        DJANGO_METRICS_TOKEN=TOKEN,
-        API_THROTTLE_ANON="",
-    )
-    server_env.extra["DJANGO_STATIC_ROOT"] = str(collected_static)
+    server_env.extra.update(production_settings(collected_static), DJANGO_METRICS_TOKEN=TOKEN, API_THROTTLE_ANON="")
     key = server_env.manage("apikey", "create", "--name", "clinic", "--scope", "outcomes").stdout.splitlines()[1]
     with daphne_servers(server_env) as [daphne]:
         yield daphne, key
