@@ -15,8 +15,9 @@ from pathlib import Path
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.servers import RedisServer, ServerEnv, daphne_servers
+from tests.servers import DaphneServer, RedisServer, ServerEnv, daphne_servers
 
+from . import floor
 from .stats import NO_THROTTLES, PERSON, Summary, origin_of
 
 
@@ -232,18 +233,44 @@ def keystroke_section(url: str) -> tuple[list[float], list[float]]:
     return asyncio.run(keystroke_and_ping(url))
 
 
+async def _one_reply(url: str) -> dict:
+    async with await _connect(url) as ws:
+        await ws.send(json.dumps({"type": "update", "seq": 0, "features": PERSON}))
+        return await _answer(ws, 0)
+
+
+def floor_section(env: ServerEnv, url: str) -> tuple[list[float], list[float]]:
+    """Keystrokes and pings, measured as ``keystroke_section`` measures them, against the floor
+    (bench/floor.py) under its own ``project.serve``, answering with a reply the server at ``url``
+    gave."""
+    reply = asyncio.run(_one_reply(url))
+    env.extra[floor.REPLY_ENVIRONMENT] = json.dumps(reply)
+    server = DaphneServer(env, application="bench.floor:application")
+    try:
+        server.start()
+        return keystroke_section(server.ws + "/ws/predict/")
+    finally:
+        server.stop()
+        del env.extra[floor.REPLY_ENVIRONMENT]
+
+
 def run_all(work: Path) -> dict:
     results: dict = {}
     env = server_env(work)
     with daphne_servers(env, 1) as (server,):
         url = server.ws + "/ws/predict/"
         keystroke, ping = keystroke_section(url)
+        floor_keystroke, floor_ping = floor_section(env, url)
         form, rest = http_round_trips(server.http)
         results["keystroke"] = [
             Summary.of("WebSocket ping round trip (transport floor)", ping),
             Summary.of("keystroke to risk, one WebSocket", keystroke),
             Summary.of("POST /api/v1/predict (keep-alive)", rest),
             Summary.of("POST /predict/ form round trip (keep-alive)", form),
+        ]
+        results["floor"] = [
+            Summary.of("WebSocket ping round trip, the floor's socket", floor_ping),
+            Summary.of("keystroke to reply, the floor (bench/floor.py)", floor_keystroke),
         ]
         results["typists"] = []
         for count in (1, 50, 200):
@@ -284,11 +311,13 @@ def main() -> None:
     env.manage("migrate", "-v0")
     env.manage("train", "--repeats", "1")
     with daphne_servers(env, 1) as (server,):
-        keystroke, ping = keystroke_section(server.ws + "/ws/predict/")
-    for summary in (Summary.of("WebSocket ping round trip", ping), Summary.of("keystroke to risk", keystroke)):
-        print(f"{summary.name}: median {fmt(summary.median)} µs, p99 {fmt(summary.p99)} µs ({summary.samples})")
-    ratio = Summary.of("", keystroke).median / Summary.of("", ping).median
-    print(f"keystroke median / ping median: {ratio:.2f} at {TYPING_RATE:g} keystrokes a second")
+        url = server.ws + "/ws/predict/"
+        measured = {"this project": keystroke_section(url), "the floor (bench/floor.py)": floor_section(env, url)}
+    for name, (keystroke, ping) in measured.items():
+        for summary in (Summary.of("WebSocket ping round trip", ping), Summary.of("keystroke", keystroke)):
+            print(f"{name}, {summary.name}: median {fmt(summary.median)} µs, p99 {fmt(summary.p99)} µs")
+        ratio = Summary.of("", keystroke).median / Summary.of("", ping).median
+        print(f"{name}: keystroke median / ping median: {ratio:.2f} at {TYPING_RATE:g} keystrokes a second")
 
 
 if __name__ == "__main__":
