@@ -13,8 +13,8 @@ Measured, each with the same client code against both servers:
 - CPU time of the server process (and its children) per 1-row request, from ``/proc/<pid>/stat``;
 - V2 infer, 1 row, 8 keep-alive connections at once: requests a second;
 - V2 infer, 1000 rows, one connection: median;
-- this project's ``POST /api/v1/predict`` for one row against its own V2 infer for the same row,
-  the two taking turns request by request on one connection.
+- this project's ``POST /api/v1/predict`` for one row against its own V2 infer for the same rows,
+  the two taking turns on one connection (``rest_beside_v2``).
 
 This project's daphne runs with production settings (``DEBUG`` off), as MLServer does.
 
@@ -63,6 +63,7 @@ THROUGHPUT_CONNECTIONS = 8
 BATCH_ROWS = 1000
 BATCH_REQUESTS = 40
 REST_REQUESTS = 200
+TURN_BLOCK = 10  # REST and V2 requests in a row, in their turns (rest_beside_v2)
 
 
 class Skip(Exception):
@@ -344,26 +345,32 @@ def batch(target: Target, rows: np.ndarray, n: int) -> list[float]:
 
 
 def rest_beside_v2(target: Target, rows: np.ndarray, keys: list[str], n: int) -> tuple[list[float], list[float]]:
-    """This project's REST ``POST /api/v1/predict`` and V2 infer for the same row, ``n`` pairs taking
-    turns on one keep-alive connection: latencies (µs) of each. Taking turns request by request, a
-    busy moment of the machine costs both alike: their ratio holds from run to run, where that of
-    two runs one after the other swung with the machine's load."""
+    """This project's REST ``POST /api/v1/predict`` and V2 infer for the same rows, about ``n`` of
+    each, on one keep-alive connection: latencies (µs) of each.
+
+    They take turns in blocks of ``TURN_BLOCK`` requests, and the first request of each block,
+    which follows the other kind, is not timed. So both are sampled over the same stretch of time
+    (a busy moment of the machine costs both alike, where two runs one after the other gave ratios
+    that swung with the machine's load), and each timed request follows one of its own kind, as in
+    a run of its own (a V2 request right after a REST one was slower than one after another V2)."""
     conn = target.connect()
-    rest: list[float] = []
-    v2: list[float] = []
-    for i in range(n + 20):
-        row = rows[i % len(rows)]
-        bodies = (
-            ("/api/v1/predict", json.dumps({"features": dict(zip(keys, row.tolist(), strict=True))}).encode(), rest),
-            (target.path, target.body(row.reshape(1, -1)), v2),
-        )
-        for path, body, latencies in bodies if i % 2 == 0 else bodies[::-1]:
+    timed: dict[str, list[float]] = {"rest": [], "v2": []}
+    warm_up = 2
+    for b in range(warm_up + 2 * -(-n // (TURN_BLOCK - 1))):
+        kind = "rest" if b % 2 == 0 else "v2"
+        for i in range(TURN_BLOCK):
+            row = rows[(b * TURN_BLOCK + i) % len(rows)]
+            if kind == "rest":
+                path = "/api/v1/predict"
+                body = json.dumps({"features": dict(zip(keys, row.tolist(), strict=True))}).encode()
+            else:
+                path, body = target.path, target.body(row.reshape(1, -1))
             t = time.perf_counter_ns()
             target.post(conn, body, path)
-            if i >= 20:  # the first 20 pairs are a warm-up
-                latencies.append((time.perf_counter_ns() - t) / 1000)
+            if b >= warm_up and i > 0:
+                timed[kind].append((time.perf_counter_ns() - t) / 1000)
     conn.close()
-    return rest, v2
+    return timed["rest"], timed["v2"]
 
 
 _PROBA_SCRIPT = """
