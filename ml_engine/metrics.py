@@ -32,6 +32,11 @@ OPEN_WEBSOCKETS = Gauge(
     "WebSocket connections open on this process.",
     ["kind"],
 )
+WEBSOCKETS_REFUSED = Counter(
+    "diabetes_websockets_refused_total",
+    "WebSocket handshakes refused by a limit (live/sockets.py): the socket kind and the limit that was full.",
+    ["kind", "limit"],
+)
 ACTIVE_MODEL = Gauge(
     "diabetes_active_model_info",
     "The model version this process serves (value 1 for the served version).",
@@ -70,6 +75,8 @@ for _interface in Interface:
     INVALID_INPUTS.labels(_interface)
 for _kind in ("live", "kiosk"):
     OPEN_WEBSOCKETS.labels(_kind)
+    for _limit in ("address", "board", "process", "handshakes"):
+        WEBSOCKETS_REFUSED.labels(_kind, _limit)
 
 
 def set_active_version(version: str) -> None:

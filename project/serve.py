@@ -273,6 +273,14 @@ class ServingServer(Server):
         if self._then_ready is not None:
             self._then_ready()
 
+    def log_action(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        # The access log carries paths only (README: "Health data"): daphne logs an HTTP request's
+        # query string too, and a query holds whatever a client put in it.
+        path = details.get("path")
+        if isinstance(path, str) and "?" in path:
+            details = {**details, "path": path.split("?", 1)[0]}
+        super().log_action(protocol, action, details)
+
     def create_application(self, protocol: WebSocketProtocol, scope: Scope) -> asyncio.Queue | None:
         if isinstance(protocol, ServingWebSocketProtocol):
             extensions = {**(scope.get("extensions") or {}), RECEIVED_EXTENSION: protocol.application_received}

@@ -7,8 +7,11 @@ request costs nothing. With Redis the check-and-add is one Lua script (atomic ac
 one key per address that expires when its window ends; without Redis each process counts in a
 bounded dictionary.
 
-If Redis cannot be reached the limit lets requests through (logged at most once a minute): a
-throttle must not turn a Redis outage into a total one.
+Redis connections come from a blocking pool: a client's own burst of concurrent requests waits up
+to ``POOL_TIMEOUT`` for a connection instead of failing, so concurrency is never mistaken for an
+outage. Only when Redis really cannot be reached does each process fall back to counting by itself
+in memory (logged at most once a minute): a throttle must neither turn a Redis outage into a total
+one nor let an outage lift every limit.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ KEY_PREFIX = "throttle"
 MAX_ADDRESS_LENGTH = 64  # an address longer than this is cut (keys stay small)
 MEMORY_MAX_KEYS = 100_000  # per process, without Redis: the oldest windows are dropped past this
 OUTAGE_LOG_INTERVAL = 60.0
+POOL_SIZE = 32  # Redis connections per process (and per event loop) for throttles
+POOL_TIMEOUT = 2.0  # seconds a throttle check waits for a free connection
 
 # KEYS[1]: the address's counter; ARGV: cost, limit, window in ms. The window starts with the
 # first request (the key's expiry), so it is not shared by every client on the clock's minute.
@@ -112,7 +117,7 @@ class Throttle:
         try:
             reply = client.eval(*script)
         except (RedisError, OSError) as exc:
-            return _outage(exc)
+            return _outage(exc, script)
         return _decision(reply)
 
     async def ahit(self, address: str, cost: int = 1) -> Decision:
@@ -123,7 +128,7 @@ class Throttle:
         try:
             reply = await client.eval(*script)
         except (RedisError, OSError) as exc:
-            return _outage(exc)
+            return _outage(exc, script)
         return _decision(reply)
 
 
@@ -182,7 +187,10 @@ def _sync_redis() -> redis.Redis | None:
     if _sync_client is None or _sync_url != url:
         import redis
 
-        _sync_client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=32)
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_TIMEOUT, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        _sync_client = redis.Redis(connection_pool=pool)
         _sync_url = url
     return _sync_client
 
@@ -197,21 +205,25 @@ def _async_redis() -> redis.asyncio.Redis | None:
     if entry is None or entry[0] != url:
         import redis.asyncio
 
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=32)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_TIMEOUT, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        client = redis.asyncio.Redis(connection_pool=pool)
         entry = (url, client)
         _async_clients[loop] = entry
     return entry[1]
 
 
-def _outage(exc: Exception) -> Decision:
-    """Redis is down: the request is let through (a throttle must not turn a Redis outage into a
-    total one), and that is logged at most once a minute."""
+def _outage(exc: Exception, script: tuple) -> Decision:
+    """Redis is down: this process counts the request by itself until it is back (a throttle must
+    neither turn a Redis outage into a total one nor lift its limit), logged at most once a minute."""
     global _last_outage_log
     now = time.monotonic()
     if now - _last_outage_log >= OUTAGE_LOG_INTERVAL:
         _last_outage_log = now
-        logger.warning("Throttles cannot reach Redis (%s); requests are let through until it is back.", exc)
-    return Decision(True, 0.0)
+        logger.warning("Throttles cannot reach Redis (%s); each process counts by itself until it is back.", exc)
+    _, _, key, cost, limit, window_ms = script
+    return _memory.hit(key, cost, limit, window_ms // 1000)
 
 
 def reset() -> None:
@@ -246,5 +258,9 @@ class WebSocketConnectThrottle:
             if not decision.allowed:
                 from channels.security.websocket import WebsocketDenier
 
+                from ml_engine import metrics
+
+                kind = "kiosk" if str(scope.get("path", "")).startswith("/ws/kiosk/") else "live"
+                metrics.WEBSOCKETS_REFUSED.labels(kind, "handshakes").inc()
                 return await WebsocketDenier()(scope, receive, send)
         return await self.app(scope, receive, send)
