@@ -1,8 +1,9 @@
 """WebSocket consumers, one per socket kind.
 
 ``LivePredictConsumer`` at ``/ws/predict/``: the live assessment page (README: "Live predictions
-(WebSocket)"). ``KioskConsumer`` at ``/ws/kiosk/<board>/``: a read-only board of anonymous sessions
-(README: "Kiosk boards").
+(WebSocket)"); a ``share`` frame puts the session on a kiosk board while its person wants it there.
+``KioskConsumer`` at ``/ws/kiosk/<board>/``: a read-only board of anonymous sessions
+(docs/kiosk.md).
 
 ``LivePredictConsumer`` is a small ASGI application with its own receive loop (Channels allows
 both forms; this one needs no channel layer and no per-message dispatch). It only translates:
@@ -24,15 +25,15 @@ import json
 import logging
 import secrets
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
 from rest_framework.utils import json as strict_json
 
 from ml_engine import metrics
-from ml_engine.registry import ModelUnavailable
+from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FeatureValidationError
 from ml_engine.services import (
     Prediction,
@@ -41,6 +42,7 @@ from ml_engine.services import (
     live_state_merge,
     predict_live,
 )
+from project.addresses import scope_address, source_key
 from project.asgi_types import ASGIApp, Receive, Scope, Send
 
 from .boards import (
@@ -56,6 +58,7 @@ from .boards import (
 from .boards import snapshot as board_snapshot
 from .layer import LAYER_ERRORS, bounded
 from .ratelimit import FloodGuard, Verdict
+from .wording import whole_percent
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +107,8 @@ class LivePredictConsumer:
     def __init__(self, scope: Scope, send: Send) -> None:
         self.scope = scope
         self._send = send
-        self.board = board_from_query(scope)
+        self.board: str | None = None  # the kiosk board its person shares on, if any
+        self._last: Prediction | None = None  # the newest prediction sent (what sharing shows)
         self._state: dict[str, float | None] = dict.fromkeys(FEATURE_KEYS)
         self._last_seq = -1  # the newest seq accepted from the client
         self._pending: tuple[int, dict[str, float | None]] | None = None
@@ -125,9 +129,6 @@ class LivePredictConsumer:
         self._open = True
         metrics.OPEN_WEBSOCKETS.labels("live").inc()
         try:
-            if self.board:
-                # An opaque id for the kiosk: it names this socket, nothing about the person.
-                self._publisher = BoardPublisher(self.board, secrets.token_urlsafe(9))
             handled = 0
             while self._open:
                 message = await receive()
@@ -155,8 +156,38 @@ class LivePredictConsumer:
         answering = self._answering
         if answering is not None and answering is not asyncio.current_task():
             answering.cancel()
-        if self._publisher is not None:
-            await self._publisher.close()
+        await self._stop_sharing()
+
+    # Sharing on a kiosk board (docs/kiosk.md, "Sharing"): only while the person has it on.
+
+    async def _share(self, board: str | None) -> None:
+        if board == self.board:
+            return
+        await self._stop_sharing()
+        if board is not None:
+            # An opaque id for the kiosk: it names this socket, nothing about the person. The
+            # owner is the keyed hash of the address group, for the board's fair shares.
+            self.board = board
+            owner = source_key(scope_address(self.scope))
+            self._publisher = BoardPublisher(board, secrets.token_urlsafe(9), owner=owner)
+            if self._last is not None:
+                self._publish(self._last)
+
+    async def _stop_sharing(self) -> None:
+        publisher, self._publisher, self.board = self._publisher, None, None
+        if publisher is not None:
+            await publisher.close()
+
+    def _publish(self, prediction: Prediction) -> None:
+        if self._publisher is None:
+            return
+        try:
+            bands = active_model.get().bands
+        except ModelUnavailable:
+            return
+        percent = whole_percent(prediction.risk, prediction.band, bands)
+        # Returns at once: the board's outbox sends on its own task, once per tick.
+        self._publisher.publish(risk=prediction.risk, band=prediction.band, percent=percent)
 
     # Frames in.
 
@@ -172,6 +203,13 @@ class LivePredictConsumer:
             await self._send_json(RATE_LIMITED)
         # Over the limit, a frame is still read and merged (so the newest state is never lost and
         # is answered once the client slows down), but nothing is sent for it.
+        if text is not None and '"share"' in text and (share := _share_frame(text)) is not None:
+            valid, board, reply = share
+            if valid:
+                await self._share(board)
+            if verdict is Verdict.OK:
+                await self._send_json(reply)
+            return
         error = self._take(text)
         if error is not None:
             if verdict is Verdict.OK:
@@ -202,7 +240,7 @@ class LivePredictConsumer:
             except (ValueError, RecursionError):
                 return _bad("bad_json", "The frame is not valid JSON.")
         if not isinstance(content, dict) or content.get("type") not in ("update", "reset"):
-            return _bad("bad_message", 'Expected an object with "type" "update" or "reset".')
+            return _bad("bad_message", 'Expected an object with "type" "update", "reset" or "share".')
         seq = content.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
             return _bad("bad_message", f'"seq" must be an integer from 0 to {MAX_SEQ}.')
@@ -255,15 +293,14 @@ class LivePredictConsumer:
                 {"type": "error", "seq": seq, "code": "internal_error", "detail": "The prediction failed."}
             )
             return
+        self._last = prediction
         if prediction is None:
             await self._send_json({"type": "cleared", "seq": seq})
             if self._publisher is not None:
                 self._publisher.withdraw()
             return
         await self._send_json(_prediction_reply(seq, prediction))
-        if self._publisher is not None:
-            # Returns at once: the publisher sends on its own task, at most 5 a second.
-            self._publisher.publish(risk=prediction.risk, band=prediction.band)
+        self._publish(prediction)
 
     async def _send_json(self, content: dict[str, Any]) -> None:
         if not self._open:
@@ -296,11 +333,24 @@ class LivePredictConsumer:
             await self._finish()
 
 
-def board_from_query(scope: Scope) -> str | None:
-    """The kiosk board named by ``?board=NAME``, if the name is valid."""
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    name = (query.get("board") or [""])[-1]
-    return name if valid_board(name) else None
+def _share_frame(text: str) -> tuple[bool, str | None, dict[str, Any]] | None:
+    """A ``{"type": "share", "board": NAME | null}`` frame as (True, the board or None, the reply),
+    (False, None, an error reply) for a share frame that is wrong, or None for any other frame."""
+    try:
+        content = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None  # _take has the last word on what is JSON
+    if not isinstance(content, dict) or content.get("type") != "share":
+        return None
+    if set(content) != {"type", "board"}:
+        return False, None, _bad("bad_message", 'A share frame has exactly "type" and "board".')
+    board = content["board"]
+    if board is None:
+        return True, None, {"type": "shared", "board": None}
+    if not isinstance(board, str) or not valid_board(board):
+        detail = '"board" must be null or 1 to 64 letters, digits, hyphens or underscores.'
+        return False, None, _bad("bad_message", detail)
+    return True, board, {"type": "shared", "board": board, "after_s": settings.BOARD_DELAY_S}
 
 
 def _prediction_reply(seq: int, prediction: Prediction) -> dict[str, Any]:
@@ -394,8 +444,10 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
                 # No deadline: a board may be quiet for hours. A frozen Redis hangs here; the
                 # heartbeat notices.
                 message = await layer.receive(channel)
-                if message.get("type") == "kiosk.event":
-                    sent = await self._relay(message["event"])
+                if message.get("type") == "kiosk.batch":
+                    sent = True
+                    for event in message["events"]:
+                        sent = sent and await self._relay(event)
                 elif message.get("type") == "kiosk.heartbeat":
                     self._beats_back = max(self._beats_back, message["n"])
                     sent = await self._relay({"type": "heartbeat", "at": message["at"], "active": message["active"]})

@@ -1,14 +1,17 @@
 """The HTML pages: the assessment form (live with JavaScript), the result page, the model card,
 the kiosk board (README: "The person's pages") and the staff monitoring page (README: "Monitoring")."""
 
+import ipaddress
 import json
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
 import segno
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http.request import split_domain_port
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.html import escape
@@ -21,6 +24,7 @@ from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, FeatureValidationError
 from ml_engine.selectors import model_overview
 from ml_engine.services import assessment_create, invalid_input_count, predict
+from ml_engine.training import DEFAULT_BANDS
 from project import throttling
 
 from . import charts, wording
@@ -60,6 +64,7 @@ def _page_context(form: FeatureForm) -> dict[str, Any]:
     context["messages"] = wording.warning_messages(served.training_ranges)
     context["clinical_keys"] = {cutoff.code: cutoff.key for cutoff in CLINICAL_CUTOFFS}
     context["bands_sentence"] = wording.bands_sentence(served.bands)
+    context["bands_json"] = json.dumps(served.bands)  # live.js keeps a shown percent inside its band
     context["threshold_percent"] = wording.percent(served.threshold)
     return context
 
@@ -67,7 +72,14 @@ def _page_context(form: FeatureForm) -> dict[str, Any]:
 @never_cache  # the form is filled with health data; browsers must not keep it (README: "Health data")
 @require_GET
 def assessment_form(request: HttpRequest) -> HttpResponse:
-    return render(request, "live/form.html", _page_context(FeatureForm()))
+    context = _page_context(FeatureForm())
+    # Reached from a kiosk board's code: the page offers to share on it, off until the person
+    # turns it on (docs/kiosk.md, "Sharing"). The name alone is in the URL, never health data.
+    board = request.GET.get("board", "")
+    if valid_board(board):
+        label = board.replace("-", " ").replace("_", " ")
+        context.update(board=board, board_label=label, board_delay=round(settings.BOARD_DELAY_S))
+    return render(request, "live/form.html", context)
 
 
 @never_cache
@@ -126,7 +138,7 @@ def assessment_result(request: HttpRequest) -> HttpResponse:
         "live/result.html",
         {
             "prediction": prediction,
-            "risk_percent": round(100 * prediction.risk, 1),
+            "risk_percent": wording.shown_percent(prediction.risk, prediction.band, served.bands, 1),
             "rows": rows,
             "assessment": assessment,
             "threshold_sentence": wording.threshold_sentence(prediction.threshold, prediction.label),
@@ -185,16 +197,47 @@ def model_card(request: HttpRequest) -> HttpResponse:
     )
 
 
+def join_url(request: HttpRequest, board: str) -> str | None:
+    """Where visitors' phones open the board's page: ``KIOSK_PUBLIC_URL``, else the host the kiosk
+    browser used unless that is a loopback name no phone can reach (docs/kiosk.md, "The public URL")."""
+    path = f"/?board={board}"
+    if settings.KIOSK_PUBLIC_URL:
+        return settings.KIOSK_PUBLIC_URL + path
+    host, _ = split_domain_port(request.get_host())
+    host = host.strip("[]")
+    if host == "localhost" or host.endswith(".localhost") or _is_loopback(host):
+        return None
+    return request.build_absolute_uri(path)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @require_GET
 def kiosk(request: HttpRequest, board: str = DEFAULT_BOARD) -> HttpResponse:
-    """Full-screen board of anonymous live sessions; the page fills itself over the socket."""
+    """Full-screen board of anonymous shared sessions; the page fills itself over the socket."""
     if not valid_board(board):
         raise Http404("Board names are 1 to 64 letters, digits, hyphens or underscores.")
-    join_url = request.build_absolute_uri(f"/?board={board}")
-    # Drawn here, no network: a QR code readable across a room (scaled by CSS, crisp as SVG).
-    qr = segno.make(join_url, error="m").svg_inline(omitsize=True, svgclass="qr", dark="#000", light="#fff", border=4)
-    qr = qr.replace("<svg ", f'<svg role="img" aria-label="QR code for {escape(join_url)}" ', 1)
-    return render(request, "live/kiosk.html", {"board": board, "join_url": join_url, "qr_svg": qr})
+    link = join_url(request, board)
+    qr = ""
+    if link is not None:
+        # Drawn here, no network: a QR code readable across a room (scaled by CSS, crisp as SVG).
+        qr = segno.make(link, error="m").svg_inline(omitsize=True, svgclass="qr", dark="#000", light="#fff", border=4)
+        qr = qr.replace("<svg ", f'<svg role="img" aria-label="QR code for {escape(link)}" ', 1)
+    try:
+        bands = active_model.get().bands
+    except ModelUnavailable:
+        bands = DEFAULT_BANDS
+    legend = [
+        {"band": name, "text": wording.band_range_text(low, high)}
+        for name, (low, high) in sorted(bands.items(), key=lambda item: item[1][0])
+    ]
+    context = {"board": board, "join_url": link, "qr_svg": qr, "legend": legend}
+    return render(request, "live/kiosk.html", context)
 
 
 def staff_only(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:

@@ -6,6 +6,7 @@ warning reads the same while typing and on the result page. README: "The person'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from ml_engine.schema import CLINICAL_CUTOFFS, FEATURES, Feature
@@ -20,6 +21,25 @@ def percent(fraction: float) -> str:
     return f"{value:.0f}%" if value >= 10 else f"{value:.1f}%"
 
 
+def shown_percent(risk: float, band: str, bands: Mapping[str, Sequence[float]], decimals: int = 0) -> float:
+    """The risk in percent as every surface shows it beside its band: rounded to ``decimals``,
+    then kept inside the band's own range at that precision, so 0.4996 in "moderate" (20% to
+    under 50%) shows 49.9 (or 49), never a 50.0 that reads as "high" (docs/kiosk.md, "What the
+    board shows"). static/js/live.js applies the same rule."""
+    scale = 10**decimals
+    shown = math.floor(100 * risk * scale + 0.5)  # half up, as JavaScript's Math.round
+    low, high = bands.get(band, (0.0, 1.0))
+    # The smallest shown value inside the band, and the largest below its (exclusive) top.
+    floor = math.ceil(round(100 * low * scale, 6))
+    ceiling = 100 * scale if high >= 1 else math.ceil(round(100 * high * scale, 6)) - 1
+    return min(max(shown, floor), max(floor, ceiling)) / scale
+
+
+def whole_percent(risk: float, band: str, bands: Mapping[str, Sequence[float]]) -> int:
+    """``shown_percent`` in whole percent: what the kiosk shows."""
+    return int(shown_percent(risk, band, bands))
+
+
 def number(value: float | int | None) -> str:
     """A value as a person would type it: 148.0 -> "148", 33.6 -> "33.6"."""
     if value is None:
@@ -29,6 +49,15 @@ def number(value: float | int | None) -> str:
 
 def unit_text(feature: Feature) -> str:
     return "" if feature.unit in ("count", "unitless") else feature.unit
+
+
+def band_range_text(low: float, high: float) -> str:
+    """A band's whole percents, as the kiosk legend says them: "under 20%", "20–49%", "50% and over"."""
+    if low <= 0:
+        return f"under {round(100 * high)}%"
+    if high >= 1:
+        return f"{round(100 * low)}% and over"
+    return f"{round(100 * low)}–{math.ceil(100 * high - 1e-9) - 1}%"
 
 
 def bands_sentence(bands: Mapping[str, Sequence[float]]) -> str:

@@ -321,7 +321,7 @@ def clean_features(raw: Any, *, allow_empty: bool = False) -> dict[str, float | 
     return cleaned
 
 
-# Batches (README: "Batch predictions"): the same rules as ``value_error``, checked with a few array
+# Batches (README: "REST API"): the same rules as ``value_error``, checked with a few array
 # operations over a whole matrix, so a valid batch of a thousand rows builds no message at all.
 _MINS = np.array([f.min for f in FEATURES], dtype=float)
 _MAXS = np.array([f.max for f in FEATURES], dtype=float)

@@ -107,6 +107,10 @@ if REDIS_URL:
                 # socket_timeout=None: with redis-py 8 the default timeout makes channels-redis
                 # drop every WebSocket that is idle for ~5 s (channels_redis#422).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # Messages a kiosk's channel holds: each process sends a board at most one batch
+                # per BOARD_TICK_S (4 a second) and a heartbeat per 5 s, so 1,000 covers the 30 s
+                # expiry for up to 8 processes even if the kiosk read nothing (docs/kiosk.md,
+                # "Kiosks under load").
                 "capacity": 1000,
                 "expiry": 30,
             },
@@ -236,6 +240,23 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 THROTTLE_V2_ROWS = env.str("V2_THROTTLE_ANON", default="120000/minute") or None  # rows, a batch costs N
 THROTTLE_FORM_POSTS = env.str("FORM_THROTTLE", default="30/minute") or None
 THROTTLE_WEBSOCKET_CONNECTS = env.str("WEBSOCKET_THROTTLE_CONNECT", default="300/minute") or None
+
+# Open WebSockets (docs/kiosk.md, "Open sockets per address"): per address group (an IPv4 address,
+# an IPv6 /64), shared through Redis when REDIS_URL is set. A clinic's guest Wi-Fi puts many honest
+# visitors behind one address, hence 200 live sockets; a lobby has a few screens, hence 8 kiosks.
+# WEBSOCKET_MAX_PER_PROCESS 0: the process's open-file limit less a reserve (live/sockets.py).
+WEBSOCKET_MAX_PER_ADDRESS = env.int("WEBSOCKET_MAX_PER_ADDRESS", default=200)
+KIOSKS_PER_ADDRESS = env.int("KIOSKS_PER_ADDRESS", default=8)
+KIOSKS_PER_BOARD = env.int("KIOSKS_PER_BOARD", default=32)
+WEBSOCKET_MAX_PER_PROCESS = env.int("WEBSOCKET_MAX_PER_PROCESS", default=0)
+
+# Kiosk boards (docs/kiosk.md): a shared session's tile appears BOARD_DELAY_S after the person
+# turned sharing on, so nobody nearby can tell whose it is; each process sends its changes to a
+# board once per BOARD_TICK_S. KIOSK_PUBLIC_URL is the address phones reach the site at (what the
+# board's QR code and link encode), e.g. https://risk.example.org.
+BOARD_DELAY_S = env.float("BOARD_DELAY_S", default=10.0)
+BOARD_TICK_S = env.float("BOARD_TICK_S", default=0.25)
+KIOSK_PUBLIC_URL = env.str("KIOSK_PUBLIC_URL", default="").rstrip("/")
 
 # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (README: "Behind a proxy"):
 # comma-separated addresses and networks. Empty (the default) trusts nobody: every client is its

@@ -79,11 +79,15 @@ def shot(page, name: str, *, full_page: bool = True) -> None:
         page.screenshot(path=str(Path(SCREENSHOT_DIR) / f"{name}.png"), full_page=full_page)
 
 
-def open_live_page(page, server, query: str = "") -> None:
+def open_live_page(page, server, query: str = "", *, share: bool = False) -> None:
     """Open the live page of ``server`` (a DaphneServer; ``query`` such as "?board=lobby") and
-    wait until its socket is connected."""
+    wait until its socket is connected; with ``share``, tick the box that shares on the board
+    the query names, as the person would, and wait until the server said it is shared."""
     page.goto(f"{server.http}/{query}")
     page.wait_for_selector("#live-status[data-state='connected']")
+    if share:
+        page.check("#share-on-board")
+        page.wait_for_selector("#share-status:has-text('Shared')")
 
 
 def open_kiosk_page(page, server, board: str = "") -> None:

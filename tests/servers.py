@@ -174,6 +174,8 @@ class ServerEnv:
             DATABASE_URL=os.environ.get("TEST_SERVER_DATABASE_URL") or f"sqlite:///{self.base / 'db.sqlite3'}",
             MODEL_DIR=str(self.base / "models"),
             PYTHONUNBUFFERED="1",
+            # Shared tiles appear at once here; the tests of the delay itself set it in ``extra``.
+            BOARD_DELAY_S="0",
         )
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
@@ -243,9 +245,12 @@ class DaphneServer:
         wait_for_port(self.port, proc=self.proc)
         return self
 
-    def connect(self, path: str = "/ws/predict/", **options) -> ClientConnection:
+    def connect(self, path: str = "/ws/predict/", *, source: str | None = None, **options) -> ClientConnection:
         """A WebSocket to ``path`` from the site's own origin; use it in a ``with`` so it is closed
-        whatever the test asserts. ``options`` go to websockets' ``connect`` (``max_size``...)."""
+        whatever the test asserts. ``source`` is the loopback address to connect from (another
+        client than 127.0.0.1: "127.0.0.2"...); ``options`` go to websockets' ``connect``."""
+        if source is not None:
+            options["source_address"] = (source, 0)
         return connect(f"{self.ws}{path}", **{"origin": self.http, "open_timeout": TIMEOUT, **options})
 
     def stop(self) -> None:
@@ -277,6 +282,13 @@ def ask(ws: ClientConnection, message: dict, *, timeout: float = TIMEOUT) -> dic
     """Send one frame on a live socket and return the next frame it receives, decoded."""
     ws.send(json.dumps(message))
     return json.loads(ws.recv(timeout=timeout))
+
+
+def share(ws: ClientConnection, board: str | None, *, timeout: float = TIMEOUT) -> dict:
+    """Turn sharing on ``board`` on (or off with None) on a live socket; the server's reply."""
+    reply = ask(ws, {"type": "share", "board": board}, timeout=timeout)
+    assert reply["type"] == "shared" and reply["board"] == board, reply
+    return reply
 
 
 def calm_prediction(server: DaphneServer) -> dict:

@@ -1,6 +1,8 @@
-// Kiosk board: shows each anonymous live session of a board as a tile with its risk gauge.
+// Kiosk board: shows each anonymous shared session of a board as a tile with its risk gauge,
+// highest risk first (never in order of arrival, and never with an id: docs/kiosk.md).
 // The server sends a snapshot on connect, then session / session_end events and a heartbeat every
-// 5 s (README: "Kiosk boards"). After a reconnect the board is rebuilt from the new snapshot.
+// 5 s. After a reconnect the board is rebuilt from the new snapshot. The percent shown is the
+// server's ("percent": the whole percent kept inside its band), so it never reads as another band.
 // When nothing arrives for STALE_AFTER_MS the board is marked stale, in words and style (announced
 // once to screen readers), and the page reconnects: a frozen server or Redis never leaves it
 // showing old numbers as "live".
@@ -17,9 +19,9 @@ const BANDS = ["low", "moderate", "high"];
 const RETRY_MAX_MS = 2000;
 const STALE_AFTER_MS = 12000; // two heartbeats missed, and some slack
 const OPEN_TIMEOUT_MS = 10000; // a handshake that hangs longer is given up and retried
-const MAX_TILES = 200; // as many as a snapshot lists; "active" still counts them all
+const MAX_TILES = 200; // as many as a snapshot lists (the highest risks); "active" still counts them all
 
-const sessions = new Map(); // id -> {risk, band, updated_at}
+const sessions = new Map(); // id -> {risk, band, percent, updated_at}
 let hidden = 0; // sessions on the board that are not shown as tiles
 let attempt = 0;
 let socket = null; // the current socket; events of sockets given up on are ignored
@@ -38,8 +40,7 @@ function tileFor(id) {
     tile = document.createElement("article");
     tile.className = "tile";
     tile.dataset.session = id;
-    tile.innerHTML = '<div class="gauge"><span class="risk"></span></div><div class="band"></div><div class="who"></div>';
-    tile.querySelector(".who").textContent = `session ${id.slice(0, 6)}`;
+    tile.innerHTML = '<div class="gauge"><span class="risk"></span></div><div class="band"></div>';
     tilesEl.append(tile);
   }
   return tile;
@@ -48,12 +49,13 @@ function tileFor(id) {
 function render(id) {
   const s = sessions.get(id);
   const tile = tileFor(id);
-  const percent = Math.round(s.risk * 1000) / 10;
+  const percent = Number.isInteger(s.percent) ? s.percent : Math.round(s.risk * 100);
   tile.className = `tile band-${BANDS.includes(s.band) ? s.band : "unknown"}`;
+  tile.style.order = String(Math.round((1 - s.risk) * 1e6)); // highest risk first, whatever arrived when
   tile.querySelector(".gauge").style.setProperty("--p", String(percent));
-  tile.querySelector(".risk").textContent = `${percent.toFixed(0)}%`;
+  tile.querySelector(".risk").textContent = `${percent}%`;
   tile.querySelector(".band").textContent = s.band;
-  tile.setAttribute("aria-label", `session ${id.slice(0, 6)}: ${percent.toFixed(0)} percent, ${s.band}`);
+  tile.setAttribute("aria-label", `${percent} percent, ${s.band}`);
 }
 
 function removeTile(id) {
@@ -67,6 +69,9 @@ function renderStats() {
   document.getElementById("stat-active").textContent = String(sessions.size + hidden);
   for (const band of BANDS) document.getElementById(`stat-${band}`).textContent = String(counts[band]);
   emptyEl.hidden = sessions.size + hidden > 0;
+  // Smaller tiles as more people share, so a lobby screen shows as many as it can without
+  // scrolling (static/css/kiosk.css); the lowest risks are the ones past the bottom edge.
+  tilesEl.dataset.density = sessions.size > 40 ? "dense" : sessions.size > 15 ? "compact" : "roomy";
 }
 
 function stamp(iso) {
@@ -114,9 +119,9 @@ function handle(message) {
     if (typeof message.active === "number") hidden = Math.max(0, message.active - sessions.size);
   } else if (message.type === "session") {
     if (!sessions.has(message.id) && sessions.size >= MAX_TILES) {
-      // Keep the newest tiles; the oldest one stays counted in "active".
-      const oldest = [...sessions.entries()].sort((a, b) => (a[1].updated_at < b[1].updated_at ? -1 : 1))[0][0];
-      removeTile(oldest);
+      // Keep the highest risks as tiles; the lowest stays counted in "active".
+      const lowest = [...sessions.entries()].sort((a, b) => a[1].risk - b[1].risk)[0][0];
+      removeTile(lowest);
       hidden += 1;
     }
     sessions.set(message.id, message);
@@ -191,17 +196,6 @@ setInterval(() => {
     retry();
   }
 }, 1000);
-
-// The stale notice's look lives here with its logic: a dark-on-amber band across the board.
-Object.assign(staleEl.style, {
-  background: "#f0b43c",
-  color: "#0f1420",
-  fontWeight: "700",
-  fontSize: "clamp(1.1rem, 2vw, 2rem)",
-  padding: "0.6em 1em",
-  borderRadius: "10px",
-  margin: "1vw 0 0",
-});
 
 renderStats();
 connect();

@@ -10,9 +10,9 @@
 const form = document.getElementById("assessment-form");
 const panel = document.getElementById("live-panel");
 
-// The page's ?board=NAME puts this session on that kiosk board (the server checks the name).
-const board = new URLSearchParams(location.search).get("board");
-const boardQuery = board ? `?board=${encodeURIComponent(board)}` : "";
+// A page reached from a kiosk board's code (?board=NAME) offers to share on that board; nothing is
+// shared until the person ticks the box, and unticking it stops (docs/kiosk.md, "Sharing").
+const shareBox = document.getElementById("share");
 
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 5000;
@@ -216,6 +216,8 @@ function start() {
           showProblem(texts.join(" "));
         }
       }
+    } else if (reply.type === "shared") {
+      showShared(reply);
     } else if (reply.type === "error" && reply.code === "model_unavailable") {
       showProblem("The model is unavailable right now; the result page will say why.");
     }
@@ -232,8 +234,18 @@ function start() {
     ui.problem.hidden = !text;
   }
 
-  function percentText(risk) {
-    return `${(Math.round(1000 * risk) / 10).toFixed(1)}%`;
+  // One decimal, kept inside the band shown beside it (live/wording.py shown_percent: the same
+  // rule on every surface), so 0.4996 in "moderate" reads 49.9%, never 50.0%.
+  const bands = panel && panel.dataset.bands ? JSON.parse(panel.dataset.bands) : {};
+  function percentText(risk, band) {
+    let shown = Math.round(1000 * risk);
+    const range = bands[band];
+    if (range) {
+      const floor = Math.ceil(Math.round(range[0] * 1000 * 1e6) / 1e6);
+      const ceiling = range[1] >= 1 ? 1000 : Math.ceil(Math.round(range[1] * 1000 * 1e6) / 1e6) - 1;
+      shown = Math.min(Math.max(shown, floor), Math.max(floor, ceiling));
+    }
+    return `${(shown / 10).toFixed(1)}%`;
   }
 
   function driverPhrase(label, points) {
@@ -244,7 +256,7 @@ function start() {
 
   function showPrediction(p) {
     shownRisk = true;
-    const percent = percentText(p.risk);
+    const percent = percentText(p.risk, p.band);
     ui.risk.className = `live-risk band-${p.band}`;
     ui.strip.classList.remove("band-none", "band-low", "band-moderate", "band-high");
     ui.strip.classList.add(`band-${p.band}`);
@@ -366,6 +378,40 @@ function start() {
     showFreshness();
   }
 
+  // Sharing on the kiosk board: the box is the person's choice; the server's "shared" reply says
+  // what is on (a new tile appears only after_s seconds later, so nobody can tell whose it is).
+  const shareToggle = el("share-on-board");
+  const shareStatus = el("share-status");
+  function sharing() {
+    return Boolean(shareBox && shareToggle && shareToggle.checked);
+  }
+  function sendShare() {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return; // sent again on (re)connect
+    socket.send(JSON.stringify({ type: "share", board: sharing() ? shareBox.dataset.board : null }));
+  }
+  function showShared(reply) {
+    if (!shareStatus) return;
+    if (reply.board) {
+      const after = Math.round(reply.after_s ?? 0);
+      setText(
+        shareStatus,
+        after > 0
+          ? `Shared: your anonymous risk appears on the screen in about ${after} seconds, and follows your changes.`
+          : "Shared: your anonymous risk is on the screen and follows your changes.",
+      );
+    } else {
+      setText(shareStatus, "Not shared: only you see your risk.");
+    }
+  }
+  if (shareBox && shareToggle) {
+    shareBox.hidden = false;
+    shareToggle.checked = false; // never restored by the browser: sharing is chosen each visit
+    shareToggle.addEventListener("change", () => {
+      if (!sharing()) setText(shareStatus, "Not shared: only you see your risk.");
+      sendShare();
+    });
+  }
+
   // "Try an example": fill every field (blank where the example has nothing) and send it all.
   const examples = el("examples");
   if (examples) {
@@ -444,12 +490,13 @@ function start() {
     clearTimeout(retryTimer);
     retryTimer = null;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/ws/predict/${boardQuery}`);
+    const ws = new WebSocket(`${scheme}//${location.host}/ws/predict/`);
     socket = ws;
     ws.addEventListener("open", () => {
       attempt = 0;
       const features = fullState();
       if (Object.values(features).some((value) => value !== null)) sendUpdate(features);
+      if (sharing()) sendShare();
       showStatus("connected", "connected");
     });
     ws.addEventListener("message", (event) => {

@@ -163,17 +163,21 @@ def test_kiosk_on_one_replica_sees_a_typist_on_the_other(stack):
 
     async def scenario():
         kiosks = await sockets_on_both_replicas(stack, f"/ws/kiosk/{board}/")
-        typists = await sockets_on_both_replicas(stack, f"/ws/predict/?board={board}")
+        typists = await sockets_on_both_replicas(stack, "/ws/predict/")
         try:
             for kiosk in kiosks.values():
                 await receive_type(kiosk, "snapshot")
+            for typist in typists.values():
+                await typist.send(json.dumps({"type": "share", "board": board}))
+                assert (await receive_type(typist, "shared"))["board"] == board
             for seq, (typist_replica, typist) in enumerate(typists.items(), start=1):
                 (kiosk_replica,) = [r for r in kiosks if r != typist_replica]
                 await typist.send(json.dumps({"type": "update", "seq": seq, "features": {**PERSON, "age": 30 + seq}}))
                 prediction = await receive_type(typist, "prediction")
-                tile = await receive_type(kiosks[kiosk_replica], "session")
+                # The stack's own BOARD_DELAY_S (10 s) passes before a shared tile appears.
+                tile = await receive_type(kiosks[kiosk_replica], "session", within=40)
                 while tile["risk"] != pytest.approx(prediction["risk"]):
-                    tile = await receive_type(kiosks[kiosk_replica], "session")
+                    tile = await receive_type(kiosks[kiosk_replica], "session", within=40)
                 log(f"typist on {typist_replica} -> kiosk on {kiosk_replica}: risk {tile['risk']:.3f}")
         finally:
             for ws in [*kiosks.values(), *typists.values()]:

@@ -107,9 +107,12 @@ def clock(monkeypatch):
 
 
 @pytest.fixture
-def fresh_boards(monkeypatch):
-    """A new in-memory board store and channel layer for this test (none left from another)."""
+def fresh_boards(monkeypatch, settings):
+    """A new in-memory board store and channel layer for this test (none left from another); tiles
+    appear at once unless the test sets ``settings.BOARD_DELAY_S``."""
     from channels.layers import channel_layers
+
+    settings.BOARD_DELAY_S = 0
 
     monkeypatch.setattr(boards, "_store", None)
     channel_layers.backends.clear()

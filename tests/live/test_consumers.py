@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import threading
+import time
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -14,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from live import consumers
 from live.layer import group_send_quietly
+from live.wording import whole_percent
 from ml_engine.models import Interface
 from ml_engine.registry import ModelUnavailable, active_model
 from ml_engine.schema import FEATURE_KEYS, FEATURES, FeatureValidationError
@@ -340,30 +342,109 @@ async def test_an_unexpected_failure_is_an_error_and_is_logged_without_features(
     await ws.disconnect()
 
 
-async def test_predictions_reach_the_board_only_with_a_board(served_model, fresh_boards, open_socket):
+async def test_nothing_reaches_the_board_until_the_person_shares(served_model, fresh_boards, open_socket):
+    # docs/kiosk.md, "Sharing": a board name in the socket URL shares nothing by itself.
     kiosk = await open_socket("/ws/kiosk/lobby-1/")
     assert (await kiosk.receive_json_from(timeout=TIMEOUT))["sessions"] == []
-    plain = await open_socket()
-    await plain.exchange({"type": "update", "seq": 1, "features": PERSON})
-    await plain.disconnect()
+    ws = await open_socket("/ws/predict/?board=lobby-1")
+    reply = await ws.exchange({"type": "update", "seq": 1, "features": PERSON})
+    assert reply["type"] == "prediction"
     assert await kiosk.receive_nothing(timeout=0.5)
-    board = await open_socket("/ws/predict/?board=lobby-1")
-    reply = await board.exchange({"type": "update", "seq": 1, "features": PERSON})
+
+    # Turned on: the newest prediction goes up, with the percent shown beside its band.
+    assert await ws.exchange({"type": "share", "board": "lobby-1"}) == {
+        "type": "shared",
+        "board": "lobby-1",
+        "after_s": 0,
+    }
     event = await kiosk.receive_json_from(timeout=TIMEOUT)
-    assert event["type"] == "session" and event["risk"] == reply["risk"]
-    assert event["band"] == reply["band"]
-    assert (await board.exchange({"type": "reset", "seq": 2}))["type"] == "cleared"
+    assert event["type"] == "session" and event["risk"] == reply["risk"] and event["band"] == reply["band"]
+    assert event["percent"] == whole_percent(reply["risk"], reply["band"], served_model.bands)
+    assert set(event) == {"type", "id", "risk", "band", "percent", "updated_at"}
+    assert (await ws.exchange({"type": "reset", "seq": 2}))["type"] == "cleared"
     assert await kiosk.receive_json_from(timeout=TIMEOUT) == {"type": "session_end", "id": event["id"]}
-    await board.disconnect()
+    await ws.exchange({"type": "update", "seq": 3, "features": PERSON})
+    again = await kiosk.receive_json_from(timeout=TIMEOUT)
+    assert again["type"] == "session" and again["id"] == event["id"]
+
+    # Turned off: the tile goes within 2 s, and nothing more reaches the board.
+    started = time.monotonic()
+    assert await ws.exchange({"type": "share", "board": None}) == {"type": "shared", "board": None}
+    assert await kiosk.receive_json_from(timeout=TIMEOUT) == {"type": "session_end", "id": event["id"]}
+    assert time.monotonic() - started < 2
+    await ws.exchange({"type": "update", "seq": 4, "features": {"age": 61}})
+    assert await kiosk.receive_nothing(timeout=0.5)
+    await ws.disconnect()
     await kiosk.disconnect()
 
 
+async def test_a_shared_tile_appears_only_after_the_delay(served_model, fresh_boards, settings, open_socket):
+    settings.BOARD_DELAY_S = 1.0
+    kiosk = await open_socket("/ws/kiosk/lobby/")
+    await kiosk.receive_json_from(timeout=TIMEOUT)
+    ws = await open_socket()
+    started = time.monotonic()
+    assert (await ws.exchange({"type": "share", "board": "lobby"}))["after_s"] == 1.0
+    await ws.exchange({"type": "update", "seq": 1, "features": PERSON})
+    assert await kiosk.receive_nothing(timeout=0.5)
+    event = await kiosk.receive_json_from(timeout=TIMEOUT)
+    assert event["type"] == "session" and time.monotonic() - started >= 1.0
+    await ws.disconnect()  # leaving stops sharing
+    assert await kiosk.receive_json_from(timeout=TIMEOUT) == {"type": "session_end", "id": event["id"]}
+    await kiosk.disconnect()
+
+
+async def test_sharing_stopped_before_the_delay_never_shows(served_model, fresh_boards, settings, open_socket):
+    settings.BOARD_DELAY_S = 0.5
+    kiosk = await open_socket("/ws/kiosk/lobby/")
+    await kiosk.receive_json_from(timeout=TIMEOUT)
+    ws = await open_socket()
+    await ws.exchange({"type": "share", "board": "lobby"})
+    await ws.exchange({"type": "update", "seq": 1, "features": PERSON})
+    await ws.exchange({"type": "share", "board": None})
+    assert await kiosk.receive_nothing(timeout=1.0)
+    await ws.disconnect()
+    await kiosk.disconnect()
+
+
+async def test_moving_to_another_board_leaves_the_first(served_model, fresh_boards, open_socket):
+    lobby = await open_socket("/ws/kiosk/lobby/")
+    ward = await open_socket("/ws/kiosk/ward/")
+    for kiosk in (lobby, ward):
+        await kiosk.receive_json_from(timeout=TIMEOUT)
+    ws = await open_socket()
+    await ws.exchange({"type": "update", "seq": 1, "features": PERSON})
+    await ws.exchange({"type": "share", "board": "lobby"})
+    first = await lobby.receive_json_from(timeout=TIMEOUT)
+    await ws.exchange({"type": "share", "board": "ward"})
+    assert await lobby.receive_json_from(timeout=TIMEOUT) == {"type": "session_end", "id": first["id"]}
+    second = await ward.receive_json_from(timeout=TIMEOUT)
+    assert second["type"] == "session" and second["id"] != first["id"]  # nothing links the two tiles
+    await ws.disconnect()
+    await lobby.disconnect()
+    await ward.disconnect()
+
+
 @pytest.mark.parametrize(
-    "query, board",
-    [(b"", None), (b"board=lobby", "lobby"), (b"board=a%20b", None), (b"board=" + b"x" * 65, None), (b"x=1", None)],
+    "frame",
+    [
+        {"type": "share", "board": "a b"},
+        {"type": "share", "board": "x" * 65},
+        {"type": "share", "board": 7},
+        {"type": "share"},
+        {"type": "share", "board": "lobby", "seq": 1},
+    ],
 )
-def test_board_names_are_parsed_from_the_query(query, board):
-    assert consumers.board_from_query({"type": "websocket", "query_string": query}) == board
+async def test_a_wrong_share_frame_gets_an_error_and_shares_nothing(served_model, fresh_boards, open_socket, frame):
+    kiosk = await open_socket("/ws/kiosk/lobby/")
+    await kiosk.receive_json_from(timeout=TIMEOUT)
+    ws = await open_socket()
+    reply = await ws.exchange(frame)
+    assert reply["type"] == "error" and reply["code"] == "bad_message" and reply["seq"] is None
+    assert (await ws.exchange({"type": "update", "seq": 1, "features": PERSON}))["type"] == "prediction"
+    assert await kiosk.receive_nothing(timeout=0.5)
+    await ws.disconnect()
+    await kiosk.disconnect()
 
 
 async def test_the_live_socket_does_not_listen_on_the_channel_layer(served_model, monkeypatch, open_socket):
@@ -463,8 +544,9 @@ async def test_a_refused_send_still_releases_the_socket(served_model, fresh_boar
     kiosk = await open_socket("/ws/kiosk/cleanup/")
     assert (await kiosk.receive_json_from(timeout=TIMEOUT))["sessions"] == []
     before = open_live_sockets()
-    ws = await open_socket("/ws/predict/?board=cleanup", application=refusing_server)
+    ws = await open_socket(application=refusing_server)
     assert open_live_sockets() == before + 1
+    assert (await ws.exchange({"type": "share", "board": "cleanup"}))["type"] == "shared"
     assert (await ws.exchange({"type": "update", "seq": 1, "features": PERSON}))["type"] == "prediction"
     tile = await kiosk.receive_json_from(timeout=TIMEOUT)
     assert tile["type"] == "session"

@@ -18,7 +18,7 @@ import pytest
 
 from tests.browser import open_kiosk_page, open_live_page, watch
 from tests.samples import TIMEOUT
-from tests.servers import DaphneServer, ask, daphne_servers
+from tests.servers import DaphneServer, ask, daphne_servers, share
 
 REDIS_DEADLINE = 5.0 + 3.0  # the contract's 5 s, plus slack for a shared machine (see above)
 WS_FAILURE = re.compile(r"^WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws/[^']*' failed")
@@ -51,7 +51,8 @@ def assert_clean(seen: dict) -> None:
 @pytest.mark.redis
 def test_redis_killed_and_restarted(redis_env, redis_server, new_page):
     seen = {"requests": [], "console_errors": [], "page_errors": []}
-    with daphne_servers(redis_env) as [server], server.connect("/ws/predict/?board=faults") as live:
+    with daphne_servers(redis_env) as [server], server.connect() as live:
+        share(live, "faults")
         kiosk = watched_page(new_page, seen)
         kiosk.goto(f"{server.http}/kiosk/faults/")
         first = ask(live, {"type": "update", "seq": 1, "features": {"glucose": 100, "age": 30}})
@@ -94,7 +95,7 @@ def test_daphne_restarted_on_the_same_port(server_env, new_page):
             socket.on("framereceived", lambda payload: frames.append(json.loads(payload)))
 
         page.on("websocket", on_socket)
-        open_live_page(page, server, "?board=restart")
+        open_live_page(page, server, "?board=restart", share=True)
         page.type("#id_glucose", "173.25", delay=20)
         page.type("#id_bmi", "41.37", delay=20)
         page.type("#id_age", "67", delay=20)

@@ -27,18 +27,24 @@ def test_a_tile_appears_and_updates_as_someone_types(server_env, new_page):
 
         person = new_page()
         open_live_page(person, server, "?board=lobby")
+        assert person.is_visible("#share") and not person.is_checked("#share-on-board")  # off by default
         person.type("#id_glucose", "180", delay=30)
         person.type("#id_bmi", "38", delay=30)
         person.wait_for_function("document.querySelector('#live-risk-value').textContent.includes('%')")
+        person.wait_for_timeout(1000)
+        assert kiosk.locator(".tile").count() == 0  # nothing shared yet: nothing on the board
+        person.check("#share-on-board")
+        person.wait_for_selector("#share-status:has-text('Shared')")
 
         kiosk.wait_for_selector(".tile")
-        # The tile shows whole percent, the person's panel one decimal: they agree to 0.5 once
-        # both show the newest prediction (the last keystroke may still be in flight).
+        # The tile shows a whole percent inside its band, the person's panel one decimal: they
+        # agree to within 1 once both show the newest prediction (the last keystroke may still be
+        # in flight), and the tile's band is the person's.
         deadline = time.monotonic() + TIMEOUT_MS / 1000
         while True:
             person_percent = percent(person.text_content("#live-risk-value"))
             kiosk_percent = percent(kiosk.text_content(".tile .risk"))
-            if abs(person_percent - kiosk_percent) <= 0.5 + 1e-9:
+            if abs(person_percent - kiosk_percent) < 1:
                 break
             assert time.monotonic() < deadline, (person_percent, kiosk_percent)
             time.sleep(0.1)
@@ -47,18 +53,23 @@ def test_a_tile_appears_and_updates_as_someone_types(server_env, new_page):
         person.fill("#id_glucose", "")
         person.type("#id_glucose", "85", delay=30)
         kiosk.wait_for_function("before => document.querySelector('.tile .risk').textContent !== before", arg=first)
-        # No measurement on the board. Left out of the text: the join link (it holds the port), the
-        # clock and each tile's random session name, which may hold "38" or "85" by chance.
+        # No measurement and no session name on the board. Left out of the text: the join link
+        # (it holds the port) and the clock.
         kiosk_text = kiosk.evaluate(
             """() => {
                 const board = document.body.cloneNode(true);
-                board.querySelectorAll("time, .tile .who").forEach((node) => node.remove());
+                board.querySelectorAll("time").forEach((node) => node.remove());
                 return board.textContent;
             }"""
         ).replace(server.http, "")
-        assert "85" not in kiosk_text and "38" not in kiosk_text
-        assert kiosk.text_content(".tile .who").startswith("session ")  # what was left out is only the name
+        assert "85" not in kiosk_text and "38" not in kiosk_text and "session" not in kiosk_text.lower()
 
+        person.uncheck("#share-on-board")  # turned off: the tile goes within 2 s
+        started = time.monotonic()
+        kiosk.wait_for_selector(".tile", state="detached", timeout=5000)
+        assert time.monotonic() - started < 2.5  # 2 s, and the time it takes to look
+        person.check("#share-on-board")
+        kiosk.wait_for_selector(".tile")
         person.close()  # the session ends: the tile goes
         kiosk.wait_for_selector(".tile", state="detached")
         assert kiosk.text_content("#stat-active") == "0"

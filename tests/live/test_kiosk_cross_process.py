@@ -10,7 +10,7 @@ import pytest
 
 from ml_engine.schema import FEATURE_KEYS
 from tests.samples import PARTIAL_PERSON, TIMEOUT
-from tests.servers import DaphneServer, ask, daphne_servers
+from tests.servers import DaphneServer, ask, daphne_servers, share
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -69,11 +69,12 @@ def test_a_kiosk_on_one_process_sees_a_session_typed_on_the_other(two_servers):
     a, b = two_servers
     with Kiosk(b, "lobby") as kiosk:
         assert kiosk.next()["type"] == "snapshot"
-        with a.connect("/ws/predict/?board=lobby", max_size=None) as live:
+        with a.connect(max_size=None) as live:
+            share(live, "lobby")
             reply = predict(live, 1, PARTIAL_PERSON)
             event = kiosk.until(lambda m: m["type"] == "session")
             assert event["risk"] == reply["risk"] and event["band"] == reply["band"]
-            assert set(event) == {"type", "id", "risk", "band", "updated_at"}
+            assert set(event) == {"type", "id", "risk", "band", "percent", "updated_at"}
             reply = predict(live, 2, {"glucose": 90})
             event2 = kiosk.until(lambda m: m["type"] == "session" and m["risk"] == reply["risk"])
             assert event2["id"] == event["id"]
@@ -83,7 +84,8 @@ def test_a_kiosk_on_one_process_sees_a_session_typed_on_the_other(two_servers):
 
 def test_a_late_kiosk_gets_the_session_in_its_snapshot(two_servers):
     a, b = two_servers
-    with a.connect("/ws/predict/?board=ward", max_size=None) as live:
+    with a.connect(max_size=None) as live:
+        share(live, "ward")
         reply = predict(live, 1, PARTIAL_PERSON)
         time.sleep(0.5)  # let the publisher's task write the board
         with Kiosk(b, "ward") as kiosk:
@@ -102,7 +104,8 @@ def test_an_idle_kiosk_still_receives_after_12_s(two_servers):
     with Kiosk(b, "lobby") as kiosk:
         assert kiosk.next()["type"] == "snapshot"
         time.sleep(12)  # past the ~5 s after which redis-py 8 would drop an idle channel-layer socket
-        with a.connect("/ws/predict/?board=lobby", max_size=None) as live:
+        with a.connect(max_size=None) as live:
+            share(live, "lobby")
             reply = predict(live, 1, PARTIAL_PERSON)
             assert kiosk.until(lambda m: m["type"] == "session")["risk"] == reply["risk"]
     assert "Traceback" not in b.log(), b.log()
@@ -110,8 +113,9 @@ def test_an_idle_kiosk_still_receives_after_12_s(two_servers):
 
 def test_sessions_of_a_process_that_died_disappear_within_30_s(two_own_servers):
     a, b = two_own_servers
-    with Kiosk(b, "lobby") as kiosk, a.connect("/ws/predict/?board=lobby", max_size=None) as live:
+    with Kiosk(b, "lobby") as kiosk, a.connect(max_size=None) as live:
         assert kiosk.next()["type"] == "snapshot"
+        share(live, "lobby")
         predict(live, 1, PARTIAL_PERSON)
         session = kiosk.until(lambda m: m["type"] == "session")
         a.proc.send_signal(signal.SIGKILL)  # no goodbye from process A

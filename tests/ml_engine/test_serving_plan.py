@@ -341,11 +341,13 @@ def test_purge_takes_the_shadow_risks_with_the_assessments(client, variant):
     }
 
 
-def test_a_kiosk_shows_the_answer_never_the_shadow(variant, monkeypatch):
+def test_a_kiosk_shows_the_answer_never_the_shadow(variant, monkeypatch, settings):
     from asgiref.sync import async_to_sync
     from channels.layers import channel_layers
 
     from live import boards
+
+    settings.BOARD_DELAY_S = 0
 
     services.model_shadow(version=variant.version)
     monkeypatch.setattr(boards, "_store", None)
@@ -356,8 +358,10 @@ def test_a_kiosk_shows_the_answer_never_the_shadow(variant, monkeypatch):
         kiosk = WebsocketCommunicator(application, "/ws/kiosk/lobby-1/")
         assert (await kiosk.connect(timeout=20))[0]
         assert (await kiosk.receive_json_from(timeout=20))["sessions"] == []
-        person = WebsocketCommunicator(application, "/ws/predict/?board=lobby-1")
+        person = WebsocketCommunicator(application, "/ws/predict/")
         assert (await person.connect(timeout=20))[0]
+        await person.send_json_to({"type": "share", "board": "lobby-1"})
+        assert (await person.receive_json_from(timeout=20))["type"] == "shared"
         await person.send_json_to({"type": "update", "seq": 1, "features": PERSON})
         reply = await person.receive_json_from(timeout=20)
         frame = await kiosk.receive_json_from(timeout=20)

@@ -12,16 +12,17 @@ import redis
 
 from live import boards
 from tests.samples import PARTIAL_PERSON
-from tests.servers import DaphneServer, ask, daphne_servers, wait_until
+from tests.servers import DaphneServer, ask, daphne_servers, share, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 WAIT = 90  # seconds: expiry (25 s) plus generous slack for the shared test machine
-KEYS = ("board:stale:entries", "board:stale:seen")
+KEYS = tuple(f"board:stale:{part}" for part in ("entries", "seen", "owners", "shares"))
 
 
 def live_session(stack: contextlib.ExitStack, server: DaphneServer):
-    ws = stack.enter_context(server.connect("/ws/predict/?board=stale", open_timeout=WAIT))
+    ws = stack.enter_context(server.connect(open_timeout=WAIT))
+    share(ws, "stale", timeout=WAIT)
     assert ask(ws, {"type": "update", "seq": 1, "features": PARTIAL_PERSON}, timeout=WAIT)["type"] == "prediction"
     return ws
 

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tests.samples import PERSON, TIMEOUT
-from tests.servers import calm_prediction, daphne_servers, wait_until
+from tests.servers import calm_prediction, daphne_servers, share, wait_until
 from tests.websocket_raw import open_websockets
 
 pytestmark = pytest.mark.slow
@@ -27,10 +27,15 @@ def test_unknown_keys_get_a_small_error_and_every_socket_is_released(server_env,
         baseline = open_websockets(server.http)
         with server.connect("/ws/kiosk/attack/", max_size=None) as kiosk:
             assert json.loads(kiosk.recv(timeout=TIMEOUT))["type"] == "snapshot"
+            ended: set[str] = set()
             for n in range(SOCKETS):
-                with server.connect("/ws/predict/?board=attack", max_size=None) as ws:
+                with server.connect(max_size=None) as ws:
+                    share(ws, "attack")
                     ws.send(json.dumps({"type": "update", "seq": 1, "features": PERSON}))
                     assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "prediction"
+                    while (event := json.loads(kiosk.recv(timeout=TIMEOUT)))["type"] != "session":
+                        if event["type"] == "session_end":  # the previous socket's tile going
+                            ended.add(event["id"])
                     frame = json.dumps({"type": "update", "seq": 2, "features": ATTACK})
                     assert 5_000 < len(frame) < 65_536
                     ws.send(frame)
@@ -45,12 +50,12 @@ def test_unknown_keys_get_a_small_error_and_every_socket_is_released(server_env,
                     if n % 2:
                         ws.socket.close()  # half of them vanish without a close frame
             # A raw client that sends the attack and drops the connection without reading.
-            raw = raw_websocket(server.port, "/ws/predict/?board=attack")
+            raw = raw_websocket(server.port, "/ws/predict/")
+            raw.send_text(json.dumps({"type": "share", "board": "attack"}))
             raw.send_text(json.dumps({"type": "update", "seq": 1, "features": ATTACK}))
             raw.close()
 
             wait_until(lambda: open_websockets(server.http) == baseline, "the live gauge is back to its value")
-            ended = set()
             while len(ended) < SOCKETS:  # every tile that appeared is taken off the board
                 event = json.loads(kiosk.recv(timeout=TIMEOUT))
                 if event["type"] == "session_end":
