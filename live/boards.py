@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from project.redis_clients import blocking_async_client
+
 from .layer import group_send_quietly
 
 if TYPE_CHECKING:
@@ -315,23 +317,14 @@ class RedisBoardStore:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = weakref.WeakKeyDictionary()
 
     def _connection(self) -> _Client:
-        import redis.asyncio as redis
-
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            # A blocking pool: a burst waits for one of POOL_SIZE connections instead of failing
-            # with MaxConnectionsError. Short timeouts: a dead or frozen Redis must cost a kiosk
-            # update, never stall a live socket.
-            pool = redis.BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=POOL_SIZE,
-                timeout=POOL_TIMEOUT,
-                socket_connect_timeout=1,
-                socket_timeout=STORE_TIMEOUT,
-                health_check_interval=30,
+            # A burst waits for one of POOL_SIZE connections. Short timeouts: a dead or frozen
+            # Redis must cost a kiosk update, never stall a live socket.
+            redis_client = blocking_async_client(
+                self.url, size=POOL_SIZE, wait=POOL_TIMEOUT, timeout=STORE_TIMEOUT, health_check_interval=30
             )
-            redis_client = redis.Redis(connection_pool=pool)
             scripts = {name: redis_client.register_script(src) for name, src in _SCRIPTS.items()}
             client = self._clients[loop] = _Client(redis_client, scripts)
         return client

@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 from ml_engine import metrics
 from project.addresses import scope_address, source_key
 from project.asgi_types import ASGIApp, Receive, Scope, Send
+from project.redis_clients import blocking_async_client
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -146,21 +147,12 @@ class RedisSlots:
         )
 
     def _client(self) -> tuple[redis.asyncio.Redis, AsyncScript]:
-        import redis.asyncio as redis
-
         loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
         if entry is None:
-            # A blocking pool: a burst of handshakes waits for a connection (within STORE_TIMEOUT)
-            # instead of failing with MaxConnectionsError, which is not an outage.
-            pool = redis.BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=POOL_SIZE,
-                timeout=STORE_TIMEOUT,
-                socket_connect_timeout=STORE_TIMEOUT,
-                socket_timeout=STORE_TIMEOUT,
-            )
-            client = redis.Redis(connection_pool=pool)
+            # A burst of handshakes waits for a connection (within STORE_TIMEOUT) rather than
+            # being taken for an outage.
+            client = blocking_async_client(self.url, size=POOL_SIZE, wait=STORE_TIMEOUT, timeout=STORE_TIMEOUT)
             entry = self._clients[loop] = (client, client.register_script(_TAKE))
         return entry
 

@@ -30,6 +30,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from .asgi_types import ASGIApp, Receive, Scope, Send
+from .redis_clients import blocking_async_client, blocking_client
 
 if TYPE_CHECKING:
     import redis
@@ -185,12 +186,7 @@ def _sync_redis() -> redis.Redis | None:
     if not url:
         return None
     if _sync_client is None or _sync_url != url:
-        import redis
-
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_TIMEOUT, socket_timeout=1.0, socket_connect_timeout=1.0
-        )
-        _sync_client = redis.Redis(connection_pool=pool)
+        _sync_client = blocking_client(url, size=POOL_SIZE, wait=POOL_TIMEOUT, timeout=1.0)
         _sync_url = url
     return _sync_client
 
@@ -203,12 +199,7 @@ def _async_redis() -> redis.asyncio.Redis | None:
     loop = asyncio.get_running_loop()
     entry = _async_clients.get(loop)
     if entry is None or entry[0] != url:
-        import redis.asyncio
-
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_TIMEOUT, socket_timeout=1.0, socket_connect_timeout=1.0
-        )
-        client = redis.asyncio.Redis(connection_pool=pool)
+        client = blocking_async_client(url, size=POOL_SIZE, wait=POOL_TIMEOUT, timeout=1.0)
         entry = (url, client)
         _async_clients[loop] = entry
     return entry[1]
