@@ -57,7 +57,7 @@ from .boards import (
 )
 from .boards import snapshot as board_snapshot
 from .layer import LAYER_ERRORS, bounded
-from .ratelimit import FloodGuard, Verdict
+from .ratelimit import FloodGuard, Verdict, budgets
 from .wording import whole_percent
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class LivePredictConsumer:
         self._open = False  # accepted, and neither side has closed
         self._finished = False
         self._flood = FloodGuard(rate=FLOOD_RATE, burst=FLOOD_BURST, close_after=FLOOD_CLOSE_AFTER)
+        # Answers a second for this socket's address, shared with its other sockets here.
+        self._budget = budgets.bucket(source_key(scope_address(scope)), float(settings.WEBSOCKET_ANSWERS_PER_ADDRESS))
         self._publisher: BoardPublisher | None = None
         # README: "Model registry": drawn once, so the canary or the active version answers this
         # socket for its whole life.
@@ -217,7 +219,12 @@ class LivePredictConsumer:
             return
         if self._pending is None or self._answering is not None or not self._open:
             return  # nothing new, or the answering task will take it
-        if verdict is Verdict.OK and not self._flood.limited and live_prediction_inline(canary=self._canary):
+        if (
+            verdict is Verdict.OK
+            and not self._flood.limited
+            and live_prediction_inline(canary=self._canary)
+            and self._budget.take()
+        ):
             # A calm client and the folded model: answer now, without a task switch (README:
             # "Live predictions (WebSocket)"). Nothing here suspends, so nothing can overtake it.
             seq, state = self._pending
@@ -270,11 +277,14 @@ class LivePredictConsumer:
     async def _answer_pending(self) -> None:
         try:
             while self._pending is not None and self._open:
-                delay = self._flood.reply_delay()  # 0 unless the client is flooding
+                # 0 unless this client floods, or its address spends its budget on other sockets.
+                delay = max(self._flood.reply_delay(), self._budget.wait_for_token())
                 if delay > 0:
                     await asyncio.sleep(delay)
                     if self._pending is None or not self._open:
                         break
+                if not self._budget.take():
+                    continue  # another socket of the address took the token first
                 seq, state = self._pending
                 self._pending = None
                 await self._answer(seq, state)

@@ -1,4 +1,5 @@
-"""Flood control for one WebSocket: a token bucket and the verdict it gives each received frame.
+"""Flood control for live WebSockets: per socket, a token bucket and the verdict it gives each
+received frame; per address, a budget of answers shared by all its sockets on this process.
 
 Every frame a client sends takes a token, whatever it holds (bad frames count too). Tokens come
 back at ``rate`` a second up to ``burst``, which is far more than anyone typing or pasting needs.
@@ -11,12 +12,19 @@ A frame that finds the bucket empty is *over the limit*:
 
 The episode ends when the client has been quiet long enough for the bucket to hold half its
 burst again; a later flood starts a new one with a new warning.
+
+``AddressBudgets`` caps the predictions one address group gets answered per second on one
+process (``WEBSOCKET_ANSWERS_PER_ADDRESS``), whatever number of sockets it spreads them over: past
+it, its sockets' newest states wait for a token (nothing is lost: the newest is answered), so
+a hundred sockets typing from one address cannot take the process's CPU from everyone else
+(docs/kiosk.md, "Kiosks under load").
 """
 
 from __future__ import annotations
 
 import enum
 import time
+from collections import OrderedDict
 
 monotonic = time.monotonic  # module attribute, so tests can drive the clock
 
@@ -101,3 +109,26 @@ class FloodGuard:
     def reply_delay(self) -> float:
         """While limited, replies wait for a token: at most ``rate`` replies a second."""
         return self._bucket.wait_for_token() if self.limited else 0.0
+
+
+class AddressBudgets:
+    """One token bucket per address group on this process, at most ``max_addresses`` of them
+    (the least recently used go first: a forgotten address starts again with a full bucket)."""
+
+    def __init__(self, max_addresses: int = 10_000) -> None:
+        self.max_addresses = max_addresses
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def bucket(self, source: str, rate: float) -> TokenBucket:
+        """The budget of ``source`` (an address group's keyed hash): ``rate`` answers a second,
+        a burst of twice that."""
+        bucket = self._buckets.get(source)
+        if bucket is None or bucket.rate != rate:
+            bucket = self._buckets[source] = TokenBucket(rate, max(1.0, 2 * rate))
+            while len(self._buckets) > self.max_addresses:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(source)
+        return bucket
+
+
+budgets = AddressBudgets()

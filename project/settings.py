@@ -249,6 +249,9 @@ WEBSOCKET_MAX_PER_ADDRESS = env.int("WEBSOCKET_MAX_PER_ADDRESS", default=200)
 KIOSKS_PER_ADDRESS = env.int("KIOSKS_PER_ADDRESS", default=8)
 KIOSKS_PER_BOARD = env.int("KIOSKS_PER_BOARD", default=32)
 WEBSOCKET_MAX_PER_PROCESS = env.int("WEBSOCKET_MAX_PER_PROCESS", default=0)
+# Live predictions answered per second for one address group on one process, over all its sockets
+# (live/ratelimit.py): far above what a room of people typing needs, far below a flood of sockets.
+WEBSOCKET_ANSWERS_PER_ADDRESS = env.float("WEBSOCKET_ANSWERS_PER_ADDRESS", default=200.0)
 
 # Kiosk boards (docs/kiosk.md): a shared session's tile appears BOARD_DELAY_S after the person
 # turned sharing on, so nobody nearby can tell whose it is; each process sends its changes to a

@@ -11,9 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("*.py", "*.js", "*.css", "*.html", "*.yml", "*.sh", "Makefile", "Dockerfile*", "*.conf", "*.toml")
 SKIP = {".venv", "node_modules", ".git", "staticfiles", ".mypy_cache", ".ruff_cache", "models"}
 # A citation: the document, then a quoted heading that may run over a comment's line break.
-CITATION = re.compile(
-    r'(README:?|docs/(?P<doc>[\w-]+)\.md,|the kiosk guide,)\s*"(?P<heading>[^"]{2,80}?)"', re.S
-)
+CITATION = re.compile(r'(README:?|docs/(?P<doc>[\w-]+)\.md,|the kiosk guide,)\s*"(?P<heading>[^"]{2,80}?)"', re.S)
 COMMENT_MARKS = re.compile(r"\s*(?:#|//|\*|\{#|<!--)?\s*\n\s*(?:#|//|\*|\{#)?\s*")
 
 

@@ -12,7 +12,7 @@ import pytest
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from live import sockets
+from live import consumers, ratelimit, sockets
 from live.routing import websocket_urlpatterns
 from tests.samples import PERSON, TIMEOUT
 
@@ -168,3 +168,28 @@ class TestSharedCounts:
             assert await process.take(self.CLAIMS) == (None, "address")
         assert caplog.text.count("cannot reach Redis") == 1  # logged once per outage
         self.server.start()
+
+
+async def test_one_addresss_sockets_share_a_budget_of_answers_and_a_bystander_is_not_held_up(
+    opened, served_model, settings, monkeypatch
+):
+    # live/ratelimit.py AddressBudgets: 20 answers a second (bursts of 40) for the attacker's
+    # sockets together; every socket's newest state is still answered, only later.
+    settings.WEBSOCKET_ANSWERS_PER_ADDRESS = 20.0
+    settings.WEBSOCKET_MAX_PER_ADDRESS = 20
+    monkeypatch.setattr(consumers, "budgets", ratelimit.AddressBudgets())
+    attackers = [(await opened(ATTACKER))[1] for _ in range(10)]
+    started = asyncio.get_running_loop().time()
+    for seq in range(8):  # 80 updates at once: twice the burst
+        for ws in attackers:
+            await ws.send_json_to({"type": "update", "seq": seq, "features": {**PERSON, "age": 20 + seq}})
+    _, bystander = await opened(BYSTANDER)
+    await bystander.send_json_to({"type": "update", "seq": 0, "features": PERSON})
+    assert (await bystander.receive_json_from(timeout=TIMEOUT))["type"] == "prediction"
+    assert asyncio.get_running_loop().time() - started < 1.0  # its own budget, at once
+    for ws in attackers:  # each attacker socket's newest state is answered in the end
+        seq = -1
+        while seq < 7:
+            reply = await ws.receive_json_from(timeout=TIMEOUT)
+            assert reply["type"] == "prediction"
+            seq = reply["seq"]
