@@ -17,7 +17,7 @@ TEST_WORKERS ?= 4
 # DAPHNE_FLAGS adds or overrides daphne flags, e.g. `make run DAPHNE_FLAGS="--ping-interval 5"`.
 DAPHNE_FLAGS ?=
 
-.PHONY: run run-host-check test lint format bench clean compose-test
+.PHONY: run run-host-check test lint format bench clean compose-test load-test
 
 $(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ ifneq ($(SKIP_LINT),1)
 	@$(MAKE) --no-print-directory lint
 endif
 	OMP_NUM_THREADS=1 DJANGO_DEBUG=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+# Attacks beside real users, one test at a time on an otherwise quiet machine (tests marked load:
+# tests/security/test_kiosk_attacks.py, docs/kiosk.md).
+load-test: $(BIN)/.dev
+	OMP_NUM_THREADS=1 DJANGO_DEBUG=1 $(BIN)/python -m pytest -m load -v --timeout 600 $(PYTEST_ARGS)
 
 # The compose stack for real (tests/compose): two web replicas behind the proxy, through one port.
 compose-test: $(BIN)/.dev

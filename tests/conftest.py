@@ -29,10 +29,19 @@ _TRAINED_ARTIFACT: dict = {}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under xdist (`make test`: whole files per worker, in collection order), the files with the
+    """Tests marked load run only when the -m expression names them (`make load-test`): they
+    measure a calm client beside an attack, which means nothing on a machine busy with the rest
+    of the suite.
+
+    Under xdist (`make test`: whole files per worker, in collection order), the files with the
     most tests marked slow go first and the quick ones fill in at the end: a process-starting
     file handed out last would run alone while the other workers sit idle. Each file's own order
     is kept."""
+    if "load" not in (config.getoption("markexpr") or ""):
+        kept = [item for item in items if item.get_closest_marker("load") is None]
+        if len(kept) != len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+            items[:] = kept
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     slow = Counter(item.path for item in items if item.get_closest_marker("slow"))

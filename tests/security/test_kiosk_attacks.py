@@ -9,6 +9,9 @@ the person and the kiosk on 127.0.0.2, a calm typist on 127.0.0.3.
   ("Kiosks under load").
 - A session that never shares never appears; one that does appears after the delay and is gone
   within 2 s of turning it off ("Sharing").
+
+Marked load: `make load-test` runs them on their own (CI does, after `make test`), since a calm
+typist's latency beside an attack means nothing while the rest of the suite fills the machine.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from bench import kiosk_attack
 from tests.samples import PERSON
 from tests.servers import DaphneServer, daphne_servers
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.load]
 
 ATTACKER, PERSON_ADDRESS, CALM = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 WAIT = 60  # seconds: a bound on waiting for what happens much sooner on a quiet machine
