@@ -259,11 +259,17 @@ def _ws_handshake(port: int, path: str, *, rcvbuf: int | None = None, timeout: f
     return sock, int(match.group(1)) if match else 0
 
 
-async def _ws_connect(server: DaphneServer, path: str) -> AsyncClientConnection:
+async def _ws_connect(server: DaphneServer, path: str, source: str | None = None) -> AsyncClientConnection:
+    """A socket from the attacker's address, or from ``source`` (another client)."""
     import websockets
 
     return await websockets.connect(
-        server.ws + path, origin=server.http, max_size=2**20, ping_interval=None, open_timeout=20
+        server.ws + path,
+        origin=server.http,
+        max_size=2**20,
+        ping_interval=None,
+        open_timeout=20,
+        local_addr=(source, 0) if source else None,
     )
 
 
@@ -356,7 +362,8 @@ async def crowded_board(server: DaphneServer, sessions: int = 700) -> list[str]:
     await asyncio.sleep(2)  # publications reach the board
     notes = [f"{sessions} sessions on board {board!r}: " + ", ".join(f"{v} {k}" for k, v in outcomes.most_common())]
     try:
-        kiosk = await _ws_connect(server, f"/ws/kiosk/{board}/")
+        # The kiosk is the clinic's, on another address than the attacker's sessions.
+        kiosk = await _ws_connect(server, f"/ws/kiosk/{board}/", source="127.0.0.4")
         try:
             first = await asyncio.wait_for(kiosk.recv(), timeout=15)
             message = json.loads(first)

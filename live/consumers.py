@@ -404,11 +404,12 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
     would end the socket with a traceback; here it closes the socket with 1011 and a reason, and
     the kiosk page reconnects. Every ``heartbeat_seconds`` a heartbeat takes the same way as the
     events (board store, channel layer, this socket): a kiosk that stops receiving it knows its
-    board is not live, and when one has not come back by the next, the server closes the socket.
+    board is not live, and when two in a row fail or do not come back, the server closes the socket.
     """
 
     channel_layer_alias = None  # the layer is listened to by _listen, below
     heartbeat_seconds = 5.0
+    missed_heartbeats_to_close = 2
     unavailable_reason = "Board unavailable; reconnect shortly."
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -472,16 +473,26 @@ class KioskConsumer(AsyncJsonWebsocketConsumer):
             await self._close_unavailable()
 
     async def _heartbeat(self, layer: BaseChannelLayer, channel: str) -> None:
+        # One late or failed heartbeat is a busy moment; two in a row, the board is not live
+        # (docs/kiosk.md, "When the network or the server fails").
+        missed = 0
         try:
             while True:
                 await asyncio.sleep(self.heartbeat_seconds)
-                if self._beats_back < self._beats_sent:
-                    raise TimeoutError("the last heartbeat did not come back through the channel layer")
-                async with asyncio.timeout(STORE_TIMEOUT):
-                    active = await board_store().count(self.board)
-                self._beats_sent += 1
-                beat = {"type": "kiosk.heartbeat", "n": self._beats_sent, "at": now_iso(), "active": active}
-                await bounded(layer.send, channel, beat)
+                try:
+                    if self._beats_back < self._beats_sent:
+                        raise TimeoutError("the last heartbeat did not come back through the channel layer")
+                    async with asyncio.timeout(STORE_TIMEOUT):
+                        active = await board_store().count(self.board)
+                    self._beats_sent += 1
+                    beat = {"type": "kiosk.heartbeat", "n": self._beats_sent, "at": now_iso(), "active": active}
+                    await bounded(layer.send, channel, beat)
+                except (*BOARD_ERRORS, *LAYER_ERRORS):
+                    missed += 1
+                    if missed >= self.missed_heartbeats_to_close:
+                        raise
+                else:
+                    missed = 0
         except (*BOARD_ERRORS, *LAYER_ERRORS) as exc:
             await self._unavailable(exc)
         except Exception:
