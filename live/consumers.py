@@ -88,11 +88,12 @@ class LivePredictConsumer:
     """One person's live assessment: merged feature state in, the newest prediction out.
 
     An ASGI application (``as_asgi()``) that makes one instance per socket. It never listens on
-    the channel layer, so a Redis outage cannot close a person's socket: publishing to a kiosk
-    board goes through a ``BoardPublisher``, which runs beside the socket, logs layer failures
-    and carries on. Whatever ends the socket (the client, a close of ours, a failed send, the
-    server cancelling the application), ``_finish`` runs exactly once: the open-sockets gauge
-    goes down, the answering task is cancelled and the board publisher is closed.
+    the channel layer, so a Redis outage cannot close a person's socket: sharing on a kiosk board
+    (only while its person wants it) goes through a ``BoardPublisher``, which runs beside the
+    socket, logs layer failures and carries on. Whatever ends the socket (the client, a close of
+    ours, a failed send, the server cancelling the application), ``_finish`` runs exactly once:
+    the open-sockets gauge goes down, the answering task is cancelled and the board publisher is
+    closed.
     """
 
     @classmethod
@@ -399,7 +400,7 @@ def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
 class KioskConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/kiosk/<board>/``: a snapshot of the board, then its sessions' events and a heartbeat.
 
-    README: "Kiosk boards". The consumer listens on the channel layer on a task of its own instead
+    docs/kiosk.md, "The kiosk socket". The consumer listens on the channel layer on a task of its own instead
     of through Channels' dispatch loop (``channel_layer_alias = None``): there, a failing Redis
     would end the socket with a traceback; here it closes the socket with 1011 and a reason, and
     the kiosk page reconnects. Every ``heartbeat_seconds`` a heartbeat takes the same way as the
