@@ -33,10 +33,11 @@ from django.conf import settings
 from rest_framework.utils import json as strict_json
 
 from ml_engine import metrics
-from ml_engine.registry import ModelUnavailable, active_model
+from ml_engine.registry import ModelUnavailable
 from ml_engine.schema import FEATURE_KEYS, FeatureValidationError
 from ml_engine.services import (
     Prediction,
+    live_bands,
     live_prediction_inline,
     live_session_assign,
     live_state_merge,
@@ -117,8 +118,10 @@ class LivePredictConsumer:
         self._open = False  # accepted, and neither side has closed
         self._finished = False
         self._flood = FloodGuard(rate=FLOOD_RATE, burst=FLOOD_BURST, close_after=FLOOD_CLOSE_AFTER)
+        # The keyed hash of the address group: whose answer budget and whose places on a board.
+        self._source = source_key(scope_address(scope))
         # Answers a second for this socket's address, shared with its other sockets here.
-        self._budget = budgets.bucket(source_key(scope_address(scope)), float(settings.WEBSOCKET_ANSWERS_PER_ADDRESS))
+        self._budget = budgets.bucket(self._source, float(settings.WEBSOCKET_ANSWERS_PER_ADDRESS))
         self._publisher: BoardPublisher | None = None
         # README: "Model registry": drawn once, so the canary or the active version answers this
         # socket for its whole life.
@@ -171,8 +174,7 @@ class LivePredictConsumer:
             # An opaque id for the kiosk: it names this socket, nothing about the person. The
             # owner is the keyed hash of the address group, for the board's fair shares.
             self.board = board
-            owner = source_key(scope_address(self.scope))
-            self._publisher = BoardPublisher(board, secrets.token_urlsafe(9), owner=owner)
+            self._publisher = BoardPublisher(board, secrets.token_urlsafe(9), owner=self._source)
             if self._last is not None:
                 self._publish(self._last)
 
@@ -185,7 +187,7 @@ class LivePredictConsumer:
         if self._publisher is None:
             return
         try:
-            bands = active_model.get().bands
+            bands = live_bands(canary=self._canary)  # the bands the answering version chose from
         except ModelUnavailable:
             return
         percent = whole_percent(prediction.risk, prediction.band, bands)

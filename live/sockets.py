@@ -32,7 +32,7 @@ import secrets
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
@@ -69,26 +69,14 @@ class Claim:
     limit: str  # "address" or "board": the label of the refusal metric
 
 
-class SlotStore(Protocol):
-    async def take(self, claims: tuple[Claim, ...], member: str) -> Claim | None:
-        """Take a slot in every claim, or none: the first claim that is full (None when all fit)."""
-        ...
-
-    async def give_back(self, claims: tuple[Claim, ...], member: str) -> None: ...
-
-    async def refresh(self, held: list[tuple[tuple[Claim, ...], str]]) -> None: ...
-
-
 class MemorySlots:
     """One process's counts: the embedded default, and the fallback while Redis is down."""
 
     def __init__(self) -> None:
         self._members: dict[str, set[str]] = {}
 
-    async def take(self, claims: tuple[Claim, ...], member: str) -> Claim | None:
-        return self.take_now(claims, member)
-
-    def take_now(self, claims: tuple[Claim, ...], member: str) -> Claim | None:
+    def take(self, claims: tuple[Claim, ...], member: str) -> Claim | None:
+        """Take a slot in every claim, or none: the first claim that is full (None when all fit)."""
         for claim in claims:
             if len(self._members.get(claim.key, ())) >= claim.cap:
                 return claim
@@ -100,22 +88,13 @@ class MemorySlots:
         for claim in claims:
             self._members.setdefault(claim.key, set()).add(member)
 
-    async def give_back(self, claims: tuple[Claim, ...], member: str) -> None:
-        self.give_back_now(claims, member)
-
-    def give_back_now(self, claims: tuple[Claim, ...], member: str) -> None:
+    def give_back(self, claims: tuple[Claim, ...], member: str) -> None:
         for claim in claims:
             members = self._members.get(claim.key)
             if members is not None:
                 members.discard(member)
                 if not members:
                     del self._members[claim.key]  # no empty sets kept: their number stays bounded
-
-    async def refresh(self, held: list[tuple[tuple[Claim, ...], str]]) -> None:
-        return None
-
-    def count(self, key: str) -> int:
-        return len(self._members.get(key, ()))
 
 
 # KEYS: the claims' sorted sets; ARGV: member, now (ms), ttl (ms), then one cap per key. Atomic, so
@@ -157,6 +136,7 @@ class RedisSlots:
         return entry
 
     async def take(self, claims: tuple[Claim, ...], member: str) -> Claim | None:
+        """Take a slot in every claim, or none: the first claim that is full (None when all fit)."""
         _, script = self._client()
         now = int(time.time() * 1000)
         args: list[str | int] = [member, now, int(SLOT_TTL_SECONDS * 1000), *(claim.cap for claim in claims)]
@@ -206,7 +186,7 @@ class SocketSlots:
 
     def __init__(self) -> None:
         self.local = MemorySlots()
-        self._shared: SlotStore | None = None
+        self._shared: RedisSlots | None = None
         self._shared_url = ""
         self._held: dict[str, _Held] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -217,7 +197,7 @@ class SocketSlots:
     def open(self) -> int:
         return len(self._held)
 
-    def _store(self) -> SlotStore | None:
+    def _store(self) -> RedisSlots | None:
         url = settings.REDIS_URL
         if not url:
             return None
@@ -245,7 +225,7 @@ class SocketSlots:
                 self._keep(member, _Held(claims, shared=True))
                 return member, ""
         # No Redis, or Redis down: this process's own count of every socket it holds decides.
-        full = self.local.take_now(claims, member)
+        full = self.local.take(claims, member)
         if full is not None:
             return None, full.limit
         self._keep(member, _Held(claims, shared=False))
@@ -257,7 +237,7 @@ class SocketSlots:
         held = self._held.pop(member, None)
         if held is None:
             return
-        self.local.give_back_now(held.claims, member)
+        self.local.give_back(held.claims, member)
         if not held.shared:
             return
         store = self._store()
@@ -267,7 +247,7 @@ class SocketSlots:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _give_back(self, store: SlotStore, claims: tuple[Claim, ...], member: str) -> None:
+    async def _give_back(self, store: RedisSlots, claims: tuple[Claim, ...], member: str) -> None:
         with contextlib.suppress(*ERRORS):
             async with asyncio.timeout(STORE_TIMEOUT * 2):
                 await store.give_back(claims, member)

@@ -29,10 +29,16 @@ def shown_percent(risk: float, band: str, bands: Mapping[str, Sequence[float]], 
     scale = 10**decimals
     shown = math.floor(100 * risk * scale + 0.5)  # half up, as JavaScript's Math.round
     low, high = bands.get(band, (0.0, 1.0))
-    # The smallest shown value inside the band, and the largest below its (exclusive) top.
+    floor, ceiling = _shown_range(low, high, scale)
+    return min(max(shown, floor), ceiling) / scale
+
+
+def _shown_range(low: float, high: float, scale: int) -> tuple[int, int]:
+    """The smallest and largest values (percent x ``scale``) shown inside a band from ``low`` to
+    under ``high``: the smallest at or above its floor, the largest below its (exclusive) top."""
     floor = math.ceil(round(100 * low * scale, 6))
     ceiling = 100 * scale if high >= 1 else math.ceil(round(100 * high * scale, 6)) - 1
-    return min(max(shown, floor), max(floor, ceiling)) / scale
+    return floor, max(floor, ceiling)
 
 
 def whole_percent(risk: float, band: str, bands: Mapping[str, Sequence[float]]) -> int:
@@ -52,12 +58,14 @@ def unit_text(feature: Feature) -> str:
 
 
 def band_range_text(low: float, high: float) -> str:
-    """A band's whole percents, as the kiosk legend says them: "under 20%", "20–49%", "50% and over"."""
+    """A band's whole percents, as the kiosk legend says them: "under 20%", "20–49%", "50% and
+    over": the same range ``shown_percent`` keeps a tile's percent in."""
+    floor, ceiling = _shown_range(low, high, 1)
     if low <= 0:
-        return f"under {round(100 * high)}%"
+        return f"under {ceiling + 1}%"
     if high >= 1:
-        return f"{round(100 * low)}% and over"
-    return f"{round(100 * low)}–{math.ceil(100 * high - 1e-9) - 1}%"
+        return f"{floor}% and over"
+    return f"{floor}–{ceiling}%"
 
 
 def bands_sentence(bands: Mapping[str, Sequence[float]]) -> str:

@@ -318,6 +318,12 @@ async def predict_live(*, features: dict[str, float | None], canary: str | None 
     return await loop.run_in_executor(_live_pool, _predict_off_loop, features, started, canary)
 
 
+def live_bands(*, canary: str | None = None) -> Mapping[str, Sequence[float]]:
+    """The bands of the version that answers a live session (its canary, or the active version):
+    what a shown percent must stay inside (live/wording.py). Raises ModelUnavailable."""
+    return _session_model(canary).bands
+
+
 def live_prediction_inline(*, canary: str | None = None) -> bool:
     """Whether ``predict_live`` answers without leaving the event loop (the folded model serves)."""
     plan_canary = active_model.plan.canary

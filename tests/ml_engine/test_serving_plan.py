@@ -373,3 +373,11 @@ def test_a_kiosk_shows_the_answer_never_the_shadow(variant, monkeypatch, setting
     assert frame["type"] == "session" and frame["risk"] == reply["risk"]
     assert frame["risk"] != pytest.approx(variant_risk(variant, PERSON), abs=1e-6)
     assert variant.version not in json.dumps(frame) and not any("shadow" in key for key in frame)
+
+
+def test_a_live_session_keeps_its_percent_in_the_bands_of_the_version_that_answers_it(variant, served_model):
+    services.model_canary(version=variant.version, share=1.0)
+    assert services.live_bands(canary=variant.version) is active_model.plan.canary.bands
+    assert services.live_bands(canary=None) is served_model.bands
+    services.model_canary(version=variant.version, share=0.0)
+    assert services.live_bands(canary="20000101-000000-gone00") is active_model.get().bands  # no longer the canary
